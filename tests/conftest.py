@@ -1,0 +1,73 @@
+"""Shared pytest options and fixtures (after kornia's --device/--runslow options)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+# float tolerance table per dtype (rtol, atol)
+TOLERANCES = {
+    torch.float64: (1e-10, 1e-10),
+    torch.float32: (1e-5, 1e-5),
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--runslow", action="store_true", default=False,
+                     help="run tests marked slow (real cloud model, long runs)")
+    parser.addoption("--device", action="store", default="cpu",
+                     help="torch device for device-parametrized tests: cpu, cuda or all")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    if not config.getoption("--runslow"):
+        skip_slow = pytest.mark.skip(reason="slow test: pass --runslow to run it")
+        for item in items:
+            if "slow" in item.keywords:
+                item.add_marker(skip_slow)
+    if not torch.cuda.is_available():
+        skip_gpu = pytest.mark.skip(reason="no CUDA device: torch.cuda.is_available() is False")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip_gpu)
+
+
+def _devices(config: pytest.Config) -> list[str]:
+    opt = config.getoption("--device")
+    if opt == "all":
+        return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    return [opt]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "device" in metafunc.fixturenames:
+        metafunc.parametrize("device", _devices(metafunc.config))
+
+
+def _shared_data_dir() -> Path | None:
+    env = os.environ.get("OWSD_DATA_DIR")
+    cand = Path(env) if env else REPO.parent / "shared" / "data"
+    return cand if cand.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared data directory (../shared/data or $OWSD_DATA_DIR); skips when absent."""
+    d = _shared_data_dir()
+    if d is None:
+        pytest.skip("shared data directory not found (set OWSD_DATA_DIR or place it at ../shared/data)")
+    return d
+
+
+@pytest.fixture
+def tol():
+    """Tolerance table: tol(dtype) -> dict(rtol=..., atol=...)."""
+    def _get(dtype: torch.dtype) -> dict:
+        rtol, atol = TOLERANCES[dtype]
+        return {"rtol": rtol, "atol": atol}
+    return _get
