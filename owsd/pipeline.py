@@ -22,7 +22,6 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import logging
-import math
 import platform
 import time
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from analysis.stats import wilson_interval
 from owsd.cloud import Cloud, default_cache_dir, make_cloud, truncate_topk
 from owsd.data import ImageDataset, load_splits
 from owsd.encoder import Encoder, make_encoder
@@ -69,17 +69,6 @@ class RunConfig:
     cache_dir: Optional[str | Path] = None
     device: str = "cpu"
     verbose: bool = True
-
-
-def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """95% Wilson score interval for a proportion."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = correct / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def resolve_key(cfg: RunConfig) -> Key:

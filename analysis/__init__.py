@@ -1,0 +1,1 @@
+"""analysis: metrics, statistics, scorecards, reports and the audit command."""

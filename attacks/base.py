@@ -1,0 +1,284 @@
+"""The attack contract shared by every adversary (after foolbox 3 and ART).
+
+An attack declares, as data, its ``name``, ``family``, :class:`~attacks.threat.Requirements`
+and, per budget, its parameters and :class:`~attacks.threat.ThreatModel`.  Its ``run``
+sees only an :class:`~attacks.victim.AttackerView` and returns an :class:`AttackOutput`.
+The final :meth:`Attack.__call__` (subclasses may not override it) checks requirements,
+builds the view, times ``run``, and has the output scored against ground truth by the
+scorer registered for the output's type (:func:`register_scorer`), never by the attack
+itself.  The result is a frozen :class:`AttackResult` that serializes to JSON.
+
+Example:
+    >>> class Guess(Attack):
+    ...     name, family = "guess", "leakage"
+    ...     def threat_model(self): return ThreatModel()
+    ...     def run(self, view, *, rng, generator):
+    ...         return LabelPredictions(rng.integers(0, 10, view.num_targets), np.arange(view.num_targets))
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     v = Victim.build(dataset="digits", preset="linear", seed=0, n_private=200, n_public=8)
+    >>> r = Guess(seed=0, verbose=False)(v)
+    >>> r.chance["accuracy"] < 0.2, r.p_values["accuracy"] > 0.01
+    (True, True)
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import json
+import logging
+import secrets as _secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Optional
+
+import numpy as np
+import torch
+
+from analysis.stats import binomial_pvalue, wilson_interval
+from attacks.threat import Requirements, ThreatModel
+from attacks.victim import AttackerView, Victim
+
+log = logging.getLogger(__name__)
+
+BUDGETS = ("smoke", "standard", "full")
+FAMILIES = ("key-estimation", "inversion", "leakage")
+
+
+class RequirementError(ValueError):
+    """The target does not offer what the attack declares it needs."""
+
+
+# --- outputs and their scorers --------------------------------------------------------
+class AttackOutput:
+    """Base class of what ``run`` returns.  Each concrete type has one registered scorer."""
+
+    def raw(self) -> dict[str, np.ndarray]:
+        """Arrays worth saving beside the result (reconstructions, estimates)."""
+        return {}
+
+
+@dataclass
+class Score:
+    """What a scorer computes: every metric with its chance level and interval."""
+
+    metrics: dict[str, float]
+    chance: dict[str, float]
+    ci: dict[str, tuple[float, float]]
+    p_values: dict[str, float] = field(default_factory=dict)
+    per_sample: dict[str, np.ndarray] = field(default_factory=dict)
+    curves: dict[str, list] = field(default_factory=dict)
+    primary: Optional[str] = None
+
+
+Scorer = Callable[[Any, Victim, AttackerView], Score]
+_SCORERS: dict[type, Scorer] = {}
+
+
+def register_scorer(output_type: type) -> Callable[[Scorer], Scorer]:
+    """Register the scorer of an :class:`AttackOutput` type (one per type)."""
+    def deco(fn: Scorer) -> Scorer:
+        if output_type in _SCORERS:
+            raise ValueError(f"a scorer for {output_type.__name__} is already registered")
+        _SCORERS[output_type] = fn
+        return fn
+    return deco
+
+
+def scorer_for(output: AttackOutput) -> Scorer:
+    for t in type(output).__mro__:
+        if t in _SCORERS:
+            return _SCORERS[t]
+    raise TypeError(f"no scorer registered for {type(output).__name__}")
+
+
+@dataclass
+class LabelPredictions(AttackOutput):
+    """Predicted labels for some of the victim's targets (label leakage)."""
+
+    predicted: np.ndarray
+    target_indices: np.ndarray
+    exclude_labelled: bool = True
+
+    def raw(self) -> dict[str, np.ndarray]:
+        return {"predicted": np.asarray(self.predicted), "target_indices": np.asarray(self.target_indices)}
+
+
+@register_scorer(LabelPredictions)
+def _score_labels(out: LabelPredictions, victim: Victim, view: AttackerView) -> Score:
+    idx = np.asarray(out.target_indices)
+    pred = np.asarray(out.predicted)
+    if pred.shape != idx.shape:
+        raise ValueError(f"{len(pred)} predictions for {len(idx)} target indices")
+    if out.exclude_labelled and view.labelled_indices is not None:
+        keep = ~np.isin(idx, view.labelled_indices)
+        idx, pred = idx[keep], pred[keep]
+    truth = victim.private.labels[idx]
+    correct = pred == truth
+    k, n = int(correct.sum()), len(correct)
+    chance = float(np.max(np.bincount(truth, minlength=victim.private.num_classes)) / max(1, n))
+    return Score(metrics={"accuracy": k / max(1, n), "n": n}, chance={"accuracy": chance},
+                 ci={"accuracy": wilson_interval(k, n)}, p_values={"accuracy": binomial_pvalue(k, n, chance)},
+                 per_sample={"index": idx, "correct": correct.astype(np.int8)}, primary="accuracy")
+
+
+# --- the result -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class AttackResult:
+    """A scored attack run.  ``to_dict`` is what ``result.json`` holds."""
+
+    attack: str
+    family: str
+    budget: str
+    threat_model: dict
+    requirements: dict
+    params: dict
+    metrics: dict
+    chance: dict
+    ci: dict
+    p_values: dict
+    primary: Optional[str]
+    cost: dict
+    seed: int
+    target: dict
+    curves: dict = field(default_factory=dict)
+    per_sample: dict = field(default_factory=dict, repr=False)
+    raw: dict = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("per_sample", "raw")}
+        d["ci"] = {k: [float(v[0]), float(v[1])] for k, v in self.ci.items()}
+        return json.loads(json.dumps(d, default=_jsonable))
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write ``result.json``, ``per_sample.csv`` and ``raw.npz`` atomically."""
+        from owsd.io import atomic_write_json, atomic_write_text, save_npz
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        if self.per_sample:
+            cols = list(self.per_sample)
+            arrs = [np.asarray(self.per_sample[c]).reshape(-1) for c in cols]
+            lines = [",".join(cols)] + [",".join(_fmt(a[i]) for a in arrs) for i in range(len(arrs[0]))]
+            atomic_write_text(out / "per_sample.csv", "\n".join(lines) + "\n")
+        if self.raw:
+            save_npz(out / "raw.npz", **{k: np.asarray(v) for k, v in self.raw.items()})
+        atomic_write_json(out / "result.json", self.to_dict())
+        return out / "result.json"
+
+
+def _fmt(v) -> str:
+    return repr(float(v)) if isinstance(v, (float, np.floating)) else str(v)
+
+
+def _jsonable(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, tuple):
+        return list(o)
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+# --- the attack -----------------------------------------------------------------------
+class Attack(abc.ABC):
+    """Base class of every adversary.  Subclasses implement ``threat_model`` and ``run``.
+
+    Parameters are keyword-only.  ``budget`` picks defaults from the class's ``BUDGETS``
+    table (``smoke`` for tests, ``standard``, ``full``); explicit keyword arguments override
+    them and are validated against ``PARAMS`` (name -> type).
+    """
+
+    name: ClassVar[str]
+    family: ClassVar[str]
+    requirements: ClassVar[Requirements] = Requirements()
+    PARAMS: ClassVar[dict[str, type]] = {}
+    BUDGETS: ClassVar[dict[str, dict]] = {"smoke": {}, "standard": {}, "full": {}}
+    #: victim sizes this attack needs (private, public, heldout), per budget
+    VICTIM_SIZES: ClassVar[dict[str, dict]] = {"smoke": {}, "standard": {}, "full": {}}
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__call__" in cls.__dict__:
+            raise TypeError(f"{cls.__name__} may not override Attack.__call__ (attacks do not grade themselves)")
+
+    def __init__(self, *, budget: str = "smoke", seed: Optional[int] = None, device: str = "cpu",
+                 verbose: bool = True, **params: Any) -> None:
+        if budget not in BUDGETS:
+            raise ValueError(f"{self.name}: budget must be one of {BUDGETS}, got {budget!r}")
+        if getattr(self, "family", None) not in FAMILIES:
+            raise TypeError(f"{type(self).__name__}: family must be one of {FAMILIES}")
+        unknown = sorted(set(params) - set(self.PARAMS))
+        if unknown:
+            raise TypeError(f"{self.name}: unknown parameter(s) {unknown}; accepted: {sorted(self.PARAMS)}")
+        merged = {**self.BUDGETS.get(budget, {}), **params}
+        for k, v in merged.items():
+            typ = self.PARAMS.get(k)
+            if typ is not None and not isinstance(v, typ):
+                raise TypeError(f"{self.name}: parameter {k} must be {getattr(typ, '__name__', typ)}, got {v!r}")
+        self.budget, self.device, self.verbose = budget, device, verbose
+        self.seed = seed if seed is not None else _secrets.randbits(31)
+        self.params = merged
+        self.validate_params()
+
+    def validate_params(self) -> None:
+        """Raise ``ValueError`` for parameter values that make no sense (override)."""
+
+    @abc.abstractmethod
+    def threat_model(self) -> ThreatModel:
+        """What this attack assumes of the attacker, given its parameters."""
+
+    @abc.abstractmethod
+    def run(self, view: AttackerView, *, rng: np.random.Generator, generator: torch.Generator) -> AttackOutput:
+        """The attack proper: sees only ``view``; returns an output for the scorer."""
+
+    def victim_sizes(self) -> dict:
+        return dict(self.VICTIM_SIZES.get(self.budget, {}))
+
+    def check_requirements(self, victim: Victim) -> None:
+        req = self.requirements
+        if req.owsd_only and not victim.has_embeddings:
+            raise RequirementError(f"{self.name} needs an OWSD-style target (embeddings, spec); "
+                                   f"got channel {victim.channel.name!r}")
+        if req.linear_scrambler and (victim.spec is None or not victim.spec.is_linear()):
+            raise RequirementError(f"{self.name} needs a linear scrambler (no activations)")
+        if req.cloud and victim.cloud is None:
+            raise RequirementError(f"{self.name} needs a cloud model")
+
+    def __call__(self, victim: Victim) -> AttackResult:
+        """Check, run, time and score the attack against ``victim`` (final)."""
+        self.check_requirements(victim)
+        threat = self.threat_model()
+        rng = np.random.default_rng(self.seed)
+        gen = torch.Generator().manual_seed(self.seed)
+        view = victim.view(threat, rng=np.random.default_rng([self.seed, 1]))
+        log.info("attack %s (%s budget, seed %d): %s", self.name, self.budget, self.seed, threat.describe())
+        t0 = time.perf_counter()
+        output = self.run(view, rng=rng, generator=gen)
+        seconds = time.perf_counter() - t0
+        if not isinstance(output, AttackOutput):
+            raise TypeError(f"{self.name}.run returned {type(output).__name__}, not an AttackOutput")
+        score = scorer_for(output)(output, victim, view)
+        missing = sorted(set(score.metrics) - set(score.chance) - {"n"})
+        if score.primary is not None and score.primary not in score.chance:
+            raise ValueError(f"scorer for {type(output).__name__} gave no chance level for {score.primary}")
+        log.debug("metrics without a chance level: %s", missing)
+        target = {"dataset": victim.dataset, "channel": victim.channel.name,
+                  "fingerprint": victim.channel.fingerprint,
+                  "spec": victim.spec.to_dict() if victim.spec is not None else None}
+        return AttackResult(
+            attack=self.name, family=self.family, budget=self.budget, threat_model=threat.to_dict(),
+            requirements=self.requirements.to_dict(), params=dict(self.params),
+            metrics={k: float(v) for k, v in score.metrics.items()}, chance=dict(score.chance),
+            ci={k: (float(a), float(b)) for k, (a, b) in score.ci.items()}, p_values=dict(score.p_values),
+            primary=score.primary,
+            cost={"seconds": seconds, "queries": view.queries_used, "known_pairs": threat.known_pairs,
+                  "device": self.device},
+            seed=self.seed, target=target, curves=dict(score.curves), per_sample=dict(score.per_sample),
+            raw=output.raw())

@@ -1,0 +1,215 @@
+"""The victim's deployment (ground truth) and the attacker's restricted view of it.
+
+A :class:`Victim` holds everything that exists: the key, the encoder, the channel, the
+victim's private images and labels, a disjoint public pool and a held-out set.  Attack code
+never receives it: :meth:`Victim.view` builds an :class:`AttackerView` holding only what a
+:class:`~attacks.threat.ThreatModel` grants, and scorers grade the attack's output against
+the victim afterwards.
+
+Example:
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     v = Victim.build(dataset="digits", preset="linear", seed=0, n_private=8, n_public=8, n_heldout=8)
+    >>> view = v.view(ThreatModel(known_pairs=4, pair_input="embedding"), rng=np.random.default_rng(0))
+    >>> view.pairs_inputs.shape, view.key is None
+    ((4, 64), True)
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+
+from attacks.threat import ThreatModel
+from owsd.channel import Channel, OwsdChannel
+from owsd.cloud import Cloud, make_cloud
+from owsd.data import ImageDataset, load_splits
+from owsd.encoder import Encoder, make_encoder
+from owsd.keys import Key, generate_key
+from owsd.presets import get_preset
+from owsd.spec import ScramblerSpec
+
+log = logging.getLogger(__name__)
+
+
+class BudgetExceededError(RuntimeError):
+    """The attack asked the oracle for more queries than its threat model grants."""
+
+
+class ScrambleOracle:
+    """Chosen-input access to the victim's scrambler, counted against a budget."""
+
+    def __init__(self, channel: Channel, budget: int, input_kind: str) -> None:
+        self._channel, self.budget, self.input_kind, self.used = channel, budget, input_kind, 0
+
+    def __call__(self, inputs: np.ndarray) -> np.ndarray:
+        n = len(inputs)
+        if self.used + n > self.budget:
+            raise BudgetExceededError(f"oracle budget is {self.budget} queries; {self.used} used, {n} more asked")
+        self.used += n
+        if self.input_kind == "embedding":
+            if not hasattr(self._channel, "scramble_embeddings"):
+                raise TypeError("embedding queries need a channel that scrambles embeddings (OWSD)")
+            return self._channel.scramble_embeddings(np.asarray(inputs, np.float32))
+        return self._channel.scramble_images(inputs)
+
+
+@dataclass(frozen=True)
+class AttackerView:
+    """Exactly what the attacker gets; fields it is not granted are ``None``."""
+
+    threat: ThreatModel
+    spec: Optional[ScramblerSpec]
+    key: Optional[Key]
+    encoder: Optional[Encoder]
+    pairs_inputs: Optional[np.ndarray]
+    pairs_scrambled: Optional[np.ndarray]
+    oracle: Optional[ScrambleOracle]
+    targets: Optional[np.ndarray]
+    target_outputs: Optional[np.ndarray]
+    labelled_indices: Optional[np.ndarray]
+    labelled_labels: Optional[np.ndarray]
+    auxiliary: Optional[ImageDataset]
+    cloud: Optional[Cloud]
+    num_targets: int
+    image_shape: tuple[int, int, int]
+    embedding_dim: Optional[int]
+
+    @property
+    def queries_used(self) -> int:
+        return self.oracle.used if self.oracle is not None else 0
+
+
+@dataclass
+class Victim:
+    """Ground truth: the deployment under attack.  Never handed to attack code."""
+
+    dataset: str
+    channel: Channel
+    private: ImageDataset
+    public: ImageDataset
+    heldout: ImageDataset
+    cloud: Optional[Cloud] = None
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def key(self) -> Optional[Key]:
+        return getattr(self.channel, "key", None)
+
+    @property
+    def encoder(self) -> Optional[Encoder]:
+        return getattr(self.channel, "encoder", None)
+
+    @property
+    def is_owsd(self) -> bool:
+        return isinstance(self.channel, OwsdChannel)
+
+    @property
+    def spec(self) -> Optional[ScramblerSpec]:
+        """The public scrambler spec (also for controls that scramble embeddings)."""
+        return self.key.spec if self.key is not None else getattr(self.channel, "spec", None)
+
+    @property
+    def has_embeddings(self) -> bool:
+        """Whether the channel goes through an embedding (OWSD and its fresh-key control)."""
+        return hasattr(self.channel, "embed") and hasattr(self.channel, "scramble_embeddings")
+
+    @classmethod
+    def build(cls, *, dataset: str = "digits", data_dir=None, key: Optional[Key] = None,
+              preset: Optional[str] = None, spec: Optional[ScramblerSpec] = None, seed: Optional[int] = None,
+              channel: Optional[Channel] = None, cloud: Optional[str] = None, n_private: int = 256,
+              n_public: int = 512, n_heldout: int = 128, encoder: str = "pca", split_seed: int = 0,
+              device: str = "cpu") -> "Victim":
+        """A victim on ``dataset``: encoder fitted on the victim's own training images.
+
+        The training split is cut into the victim's private images (scrambled and sent) and a
+        disjoint public pool (auxiliary data); the held-out set comes from the test split.
+        ``channel`` replaces the OWSD scheme by any other channel (controls, other schemes).
+        """
+        train, test = load_splits(dataset, data_dir)
+        rng = np.random.default_rng(split_seed)
+        perm = rng.permutation(len(train))
+        if n_private + n_public > len(train):
+            raise ValueError(f"{dataset}: {n_private} private + {n_public} public images exceed the "
+                             f"{len(train)} training images")
+        pick = lambda ds, idx: ImageDataset(ds.name, ds.images[idx], ds.labels[idx], ds.num_classes)  # noqa: E731
+        private = pick(train, np.sort(perm[:n_private]))
+        public = pick(train, np.sort(perm[n_private:n_private + n_public]))
+        heldout = test.subset(min(n_heldout, len(test)), rng=rng)
+        if channel is None:
+            if key is None:
+                key = generate_key(spec or get_preset(preset or "default"), seed=seed)
+            rest = pick(train, np.sort(perm[n_public + n_private:])) if len(train) > n_private + n_public else private
+            fit_on = np.concatenate([private.flat(), rest.flat()])
+            enc = make_encoder(encoder, key.spec.embedding_dim).fit(fit_on)
+            channel = OwsdChannel(key, enc, device=device)
+        return cls(dataset=dataset, channel=channel, private=private, public=public, heldout=heldout,
+                   cloud=make_cloud(cloud) if cloud else None)
+
+    # --- cached ground truth ---------------------------------------------------------
+    def private_embeddings(self) -> np.ndarray:
+        if "emb" not in self._cache:
+            self._cache["emb"] = self.channel.embed(self.private.images)
+        return self._cache["emb"]
+
+    def private_scrambled(self) -> np.ndarray:
+        """What the victim sends for its private images (uint8 unless the channel says otherwise)."""
+        if "scr" not in self._cache:
+            self._cache["scr"] = self.channel.scramble_images(self.private.images)
+        return self._cache["scr"]
+
+    def private_outputs(self) -> np.ndarray:
+        if self.cloud is None:
+            raise ValueError("this victim has no cloud")
+        if "out" not in self._cache:
+            x = self.private_scrambled()
+            self._cache["out"] = self.cloud.predict(x, verbose=False)
+        return self._cache["out"]
+
+    def view(self, threat: ThreatModel, *, rng: np.random.Generator) -> AttackerView:
+        """The attacker's view under ``threat``; pairs and labels are drawn with ``rng``."""
+        n = len(self.private)
+        need = threat.known_pairs
+        if need > n:
+            raise ValueError(f"threat model grants {need} known pairs but the victim has only {n} private images")
+        pairs_in = pairs_out = None
+        if need:
+            idx = np.sort(rng.choice(n, need, replace=False))
+            if threat.pair_input == "embedding":
+                if not self.has_embeddings:
+                    raise ValueError("embedding pairs need a channel that scrambles embeddings (OWSD)")
+                pairs_in = self.private_embeddings()[idx]
+            else:
+                pairs_in = self.private.images[idx]
+            pairs_out = self.private_scrambled()[idx]
+        oracle = (ScrambleOracle(self.channel, threat.chosen_queries, threat.pair_input)
+                  if threat.chosen_queries else None)
+        lab_idx = lab = None
+        if threat.labelled_examples:
+            lab_idx = np.sort(rng.choice(n, min(threat.labelled_examples, n), replace=False))
+            lab = self.private.labels[lab_idx]
+        aux = None
+        if threat.auxiliary:
+            if threat.auxiliary_size > len(self.public):
+                raise ValueError(f"threat model grants {threat.auxiliary_size} auxiliary images; the public pool "
+                                 f"has {len(self.public)}")
+            aux = self.public.subset(threat.auxiliary_size)
+        key = self.key
+        spec = self.spec if threat.knows_architecture else None
+        shape = tuple(self.private_scrambled().shape[1:]) if threat.sees_scrambled or need else (
+            tuple(spec.output_shape()) if spec else (0, 0, 0))
+        return AttackerView(
+            threat=threat, spec=spec, key=key if threat.knows_key else None,
+            encoder=self.encoder if threat.knows_encoder else None,
+            pairs_inputs=pairs_in, pairs_scrambled=pairs_out, oracle=oracle,
+            targets=self.private_scrambled() if threat.sees_scrambled else None,
+            target_outputs=self.private_outputs() if threat.cloud_outputs else None,
+            labelled_indices=lab_idx, labelled_labels=lab, auxiliary=aux,
+            cloud=self.cloud if threat.cloud_outputs else None,
+            num_targets=n, image_shape=shape,
+            embedding_dim=self.spec.embedding_dim if self.spec is not None else None)
