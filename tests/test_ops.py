@@ -112,6 +112,19 @@ def test_conv_transpose2d_vector_tails(ext, tol, width, stride, padding, output_
                                F.conv_transpose2d(x, w, b, **args), **tol(torch.float32))
 
 
+@pytest.mark.parametrize("k,stride,output_padding", [(7, 1, 0), (3, 2, 1), (4, 3, 2), (1, 1, 0)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_conv_transpose2d_dense_1x1_path(ext, tol, k, stride, output_padding, dtype):
+    """A 1x1 input without padding runs as a GEMV (the embedding layer of the scrambler)."""
+    g = torch.Generator().manual_seed(k)
+    x = _rand((3, 16, 1, 1), dtype, gen=g)
+    w = _rand((16, 5, k, k), dtype, scale=(16 * k * k) ** -0.5, gen=g)
+    b = _rand((5,), dtype, gen=g)
+    args = dict(stride=stride, output_padding=output_padding)
+    torch.testing.assert_close(ops.conv_transpose2d(x, w, b, **args, impl="ext"),
+                               F.conv_transpose2d(x, w, b, **args), **tol(dtype))
+
+
 def test_conv_transpose2d_noncontiguous_inputs(ext, tol):
     x = torch.randn(2, 8, 5, 5).contiguous(memory_format=torch.channels_last)
     w = torch.randn(4, 8, 3, 3).transpose(0, 1) / 6  # (8, 4, 3, 3), non-contiguous
@@ -241,7 +254,7 @@ def test_opcheck_fused_scramble(ext, normalization, out_dtype, carrier):
 def test_gradcheck_conv_transpose2d(ext):
     x, w, b, *rest = _layer_args()
     fn = lambda x, w, b: ops.conv_transpose2d(x, w, b, *rest, impl="ext")  # noqa: E731
-    assert torch.autograd.gradcheck(fn, (x, w, b))
+    assert torch.autograd.gradcheck(fn, (x, w, b), fast_mode=True)
 
 
 @pytest.mark.parametrize("normalization", NORMALIZATIONS)
@@ -263,7 +276,7 @@ def test_gradcheck_fused_scramble(ext, normalization):
                                   out_dtype=torch.float64, impl="ext")
 
     inputs = (x, *ws, *bias_t) + ((c,) if c is not None else ())
-    assert torch.autograd.gradcheck(fn, inputs, atol=1e-6, rtol=1e-4)
+    assert torch.autograd.gradcheck(fn, inputs, atol=1e-6, rtol=1e-4, fast_mode=True)
 
 
 def test_fused_gradients_match_reference_autograd(ext, tol):

@@ -189,8 +189,13 @@ def fused_scramble(
     if out_dtype not in (torch.float32, torch.float64, torch.uint8):
         raise ValueError(f"out_dtype must be torch.float32, torch.float64 or torch.uint8, got {out_dtype}")
     if _use_ext(impl, x.device):
+        biases = list(biases)
+        if any(b is None for b in biases) and any(b is not None and b.requires_grad for b in biases):
+            # a Tensor?[] holding None is not differentiable through torch.library: use zero biases
+            biases = [torch.zeros(w.shape[1], dtype=w.dtype, device=w.device) if b is None else b
+                      for b, w in zip(biases, weights)]
         return torch.ops.owsd.fused_scramble(
-            x, list(weights), list(biases), [int(s) for s in strides], [int(p) for p in paddings],
+            x, list(weights), biases, [int(s) for s in strides], [int(p) for p in paddings],
             [int(p) for p in output_paddings], [ACT_CODES[a] for a in activations], NORM_CODES[normalization],
             float(gain), carrier, out_dtype)
     return fused_scramble_ref(x, weights, biases, strides=strides, paddings=paddings,

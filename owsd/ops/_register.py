@@ -207,7 +207,12 @@ def _fs_backward(ctx, grad):
     strides, paddings, output_paddings, activations, normalization, gain = ctx.cfg
     gx, gws, gbs, gc = fused_scramble_backward_ref(
         grad, x, weights, biases, strides, paddings, output_paddings, activations, normalization, gain, carrier)
-    return gx, gws, gbs, None, None, None, None, None, None, gc, None
+    # torch.library treats a ``Tensor?[]`` argument that holds a None as one
+    # non-differentiable leaf; only an all-tensor bias list gets gradients (the
+    # public wrapper owsd.ops.fused_scramble substitutes zeros for missing
+    # biases when gradients are needed).
+    gbs_out = gbs if all(ctx.bias_mask) else None
+    return gx, gws, gbs_out, None, None, None, None, None, None, gc, None
 
 
 def register_python_side() -> None:

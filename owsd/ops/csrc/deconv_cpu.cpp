@@ -169,6 +169,8 @@ struct LayerPlan {
   std::vector<int> xstart, xoff, xkx;
   // row taps per output row oy: indices [ystart[oy], ystart[oy+1])
   std::vector<int> ystart, yky, yiy;
+  // column taps per output column ox (scalar path only): [gstart[ox], gstart[ox+1])
+  std::vector<int> gstart, gkx, gix;
   // weights transposed to [g][ci_local][ky][kx][co_local]
   std::vector<T> wt;
   const T* bias = nullptr;
@@ -231,6 +233,23 @@ void plan_layer(const LayerSpec& L, const T* w, const T* b, LayerPlan<T>* P) {
     }
   }
   P->ystart[L.hout] = static_cast<int>(P->yky.size());
+  P->gstart.clear();
+  P->gkx.clear();
+  P->gix.clear();
+  if (L.sw != 1 && L.sw != 2) {
+    P->gstart.assign(L.wout + 1, 0);
+    for (int ox = 0; ox < L.wout; ++ox) {
+      P->gstart[ox] = static_cast<int>(P->gkx.size());
+      for (int kx = 0; kx < L.kw; ++kx) {
+        const int ix = convt_tap_input(ox, kx, L.sw, L.pw, L.dw, L.win);
+        if (ix >= 0) {
+          P->gkx.push_back(kx);
+          P->gix.push_back(ix);
+        }
+      }
+    }
+    P->gstart[L.wout] = static_cast<int>(P->gkx.size());
+  }
   // transposed weights
   const int K = L.kh * L.kw;
   P->wt.assign(static_cast<size_t>(L.cin) * K * P->cog, T(0));
@@ -408,9 +427,8 @@ void layer_generic(const LayerPlan<T>& P, const T* in, const OutView<T>& O) {
           T acc = bias;
           for (int t = P.ystart[oy]; t < P.ystart[oy + 1]; ++t) {
             const int ky = P.yky[t], iy = P.yiy[t];
-            for (int kx = 0; kx < L.kw; ++kx) {
-              const int ix = convt_tap_input(ox, kx, L.sw, L.pw, L.dw, L.win);
-              if (ix < 0) continue;
+            for (int u = P.gstart[ox]; u < P.gstart[ox + 1]; ++u) {
+              const int kx = P.gkx[u], ix = P.gix[u];
               for (int cil = 0; cil < P.cig; ++cil) {
                 const int ci = g * P.cig + cil;
                 acc += in[ci * P.in_plane + static_cast<int64_t>(iy) * P.in_pitch + P.hxl + ix] *

@@ -1,0 +1,179 @@
+"""The scheme end to end on digits with the tiny cloud; the CLI commands."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from owsd.cli import main
+from owsd.encoder import AutoEncoder, Encoder, PCAEncoder
+from owsd.internal import InternalModel, output_features
+from owsd.keys import Key, SeededKeyWarning
+from owsd.pipeline import RunConfig, run_pipeline
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("run")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SeededKeyWarning)
+        res = run_pipeline(RunConfig(out=d / "out", n_train=300, n_test=150, output_sizes=(10, 1000), seed=0,
+                                     epochs=15, verbose=False, cache_dir=d / "cache"))
+    return d, res
+
+
+def test_results_have_the_required_fields(small_run):
+    d, res = small_run
+    on_disk = json.loads((d / "out" / "results.json").read_text())
+    assert on_disk == json.loads(json.dumps(res))
+    for k in ("dataset", "cloud", "n_train", "n_test", "key_fingerprint"):
+        assert k in on_disk
+    acc = on_disk["accuracy"]
+    assert set(acc["cloud_only"]) == {"10", "1000"} and set(acc["cloud_plus_embedding"]) == {"10", "1000"}
+    assert 0 <= acc["plaintext"] <= 1 and 0 <= acc["embedding_only"] <= 1
+    assert set(on_disk["seconds"]) >= {"encode", "scramble", "cloud", "internal"}
+    assert (d / "out" / "utility.png").stat().st_size > 1000
+    # the scheme is useful at all: far above chance (0.1) with the embedding
+    assert acc["embedding_only"] > 0.7 and acc["cloud_plus_embedding"]["1000"] > 0.5
+
+
+def test_outputs_are_cached_and_reused(small_run, monkeypatch):
+    d, res = small_run
+    chunks = sorted((d / "cache" / "outputs").glob("*/chunk_*.npz"))
+    assert chunks, "cloud outputs were not cached"
+    import owsd.cloud
+
+    def boom(*a, **k):
+        raise AssertionError("the cloud was called again despite the cache")
+    monkeypatch.setattr(owsd.cloud.TinyCloud, "predict", boom)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SeededKeyWarning)
+        res2 = run_pipeline(RunConfig(out=d / "out2", n_train=300, n_test=150, output_sizes=(10, 1000), seed=0,
+                                      epochs=15, verbose=False, cache_dir=d / "cache"))
+    assert res2["key_fingerprint"] == res["key_fingerprint"]
+    assert res2["accuracy"] == res["accuracy"]  # deterministic for a fixed seed
+
+
+def test_interrupted_cache_resumes(tmp_path, monkeypatch):
+    """A corrupt chunk (an interrupted write) is recomputed; good chunks are kept."""
+    from owsd import pipeline
+
+    monkeypatch.setattr(pipeline, "CHUNK", 128)
+    cfg = dict(n_train=260, n_test=50, output_sizes=(10,), seed=0, epochs=1, verbose=False, cache_dir=tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SeededKeyWarning)
+        run_pipeline(RunConfig(out=tmp_path / "a", **cfg))
+        chunks = sorted((tmp_path / "outputs").glob("*train*/chunk_*.npz"))
+        assert len(chunks) == 3
+        chunks[1].write_bytes(b"broken")
+        keep = chunks[0].stat().st_mtime_ns
+        run_pipeline(RunConfig(out=tmp_path / "b", **cfg))
+    assert chunks[0].stat().st_mtime_ns == keep
+    assert chunks[1].stat().st_size > 100
+
+
+def test_key_and_cloud_size_mismatch(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SeededKeyWarning)
+        with pytest.raises(ValueError, match="output sizes must lie"):
+            run_pipeline(RunConfig(out=tmp_path, n_train=50, n_test=20, output_sizes=(5000,), seed=0,
+                                   verbose=False, cache_dir=tmp_path))
+
+
+@pytest.mark.parametrize("cls", [PCAEncoder, AutoEncoder])
+def test_encoders_save_and_reload(tmp_path, cls):
+    rng = np.random.default_rng(0)
+    x = rng.random((120, 64)).astype(np.float32)
+    enc = cls(8) if cls is PCAEncoder else cls(8, hidden=(32,), epochs=2, verbose=False)
+    enc.fit(x)
+    enc.save(tmp_path / "e.npz")
+    back = Encoder.load(tmp_path / "e.npz")
+    np.testing.assert_allclose(back.encode(x), enc.encode(x), rtol=1e-5, atol=1e-5)
+    assert back.digest() == enc.digest()
+    e = enc.encode(x)
+    assert abs(e.mean()) < 1e-4 and abs(e.std() - 1) < 1e-2  # unit-variance codes
+
+
+def test_encoder_rejects_foreign_files(tmp_path):
+    np.savez(tmp_path / "x.npz", a=np.zeros(3))
+    with pytest.raises(ValueError, match="not an owsd encoder"):
+        Encoder.load(tmp_path / "x.npz")
+    (tmp_path / "y.npz").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="cannot read array file"):
+        Encoder.load(tmp_path / "y.npz")
+
+
+def test_internal_model_with_embedding():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    emb = rng.normal(size=(300, 4)).astype(np.float32) + y[:, None]
+    probs = rng.dirichlet(np.ones(20), 300).astype(np.float32)  # uninformative outputs
+    m = InternalModel(use_embedding=True, kind="logreg", epochs=60, lr=1e-2, verbose=False).fit(probs, y, emb)
+    assert m.score(probs, y, emb) > 0.8
+    with pytest.raises(ValueError, match="pass embeddings"):
+        m.predict(probs)
+    assert np.isfinite(output_features(np.zeros((2, 5)))).all()
+
+
+# --- CLI ---------------------------------------------------------------------------------
+def test_cli_keygen_scramble_roundtrip(tmp_path, capsys):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SeededKeyWarning)
+        assert main(["keygen", "--preset", "linear", "--seed", "1", "--out", str(tmp_path / "k.json")]) == 0
+    key = Key.load(tmp_path / "k.json")
+    emb = np.random.default_rng(0).normal(size=(3, 64)).astype(np.float32)
+    np.save(tmp_path / "e.npy", emb)
+    assert main(["scramble", "--key", str(tmp_path / "k.json"), "--in", str(tmp_path / "e.npy"),
+                 "--out", str(tmp_path / "s.npy"), "--embeddings", "--quiet"]) == 0
+    out = np.load(tmp_path / "s.npy")
+    assert out.shape == (3, 3, 224, 224) and out.dtype == np.float32
+    from owsd.scrambler import Scrambler
+
+    np.testing.assert_allclose(out, Scrambler(key).scramble(emb, verbose=False, out_dtype=__import__("torch").float32))
+    assert key.secret.hex() not in capsys.readouterr().out
+
+
+def test_cli_scramble_images_with_encoder(tmp_path):
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, (100, 8, 8), dtype=np.uint8)
+    PCAEncoder(64).fit(imgs.reshape(100, -1) / 255.0).save(tmp_path / "enc.npz")
+    np.save(tmp_path / "imgs.npy", imgs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SeededKeyWarning)
+        main(["keygen", "--preset", "default", "--seed", "2", "--out", str(tmp_path / "k.json")])
+    assert main(["scramble", "--key", str(tmp_path / "k.json"), "--in", str(tmp_path / "imgs.npy"), "--encoder",
+                 str(tmp_path / "enc.npz"), "--out", str(tmp_path / "s.npy"), "--uint8", "--quiet"]) == 0
+    assert np.load(tmp_path / "s.npy").dtype == np.uint8
+
+
+def test_cli_errors_are_clear(tmp_path, capsys):
+    (tmp_path / "bad.json").write_text("{")
+    np.save(tmp_path / "e.npy", np.zeros((2, 64), np.float32))
+    rc = main(["scramble", "--key", str(tmp_path / "bad.json"), "--in", str(tmp_path / "e.npy"),
+               "--out", str(tmp_path / "o.npy"), "--embeddings"])
+    assert rc == 2 and "not valid JSON" in capsys.readouterr().err
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SeededKeyWarning)
+        main(["keygen", "--preset", "linear", "--seed", "1", "--out", str(tmp_path / "k.json")])
+    with pytest.raises(SystemExit, match="exists"):
+        main(["keygen", "--preset", "linear", "--out", str(tmp_path / "k.json")])
+    np.save(tmp_path / "bad.npy", np.zeros((2, 10), np.float32))
+    rc = main(["scramble", "--key", str(tmp_path / "k.json"), "--in", str(tmp_path / "bad.npy"),
+               "--out", str(tmp_path / "o.npy"), "--embeddings"])
+    assert rc == 2 and "expected 64 columns" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_real_cloud_pipeline_on_mnist(shared_data, tmp_path):
+    """The real EfficientNet-Lite0 cloud on a small MNIST run (slow marker)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SeededKeyWarning)
+        res = run_pipeline(RunConfig(out=tmp_path, dataset="mnist", data_dir=shared_data, cloud="efficientnet-lite0",
+                                     n_train=1000, n_test=300, output_sizes=(10, 1000), seed=0, epochs=10,
+                                     verbose=False, cache_dir=tmp_path))
+    acc = res["accuracy"]
+    assert acc["plaintext"] > 0.85
+    assert acc["cloud_only"]["1000"] > 3 * res["chance"]
