@@ -57,8 +57,10 @@ class Encoder:
         return ((self._encode_raw(a) - self.code_mean) / self.code_std).astype(np.float32)
 
     def _set_code_stats(self, codes: np.ndarray) -> None:
+        """Per-coordinate mean and scale; dead coordinates (variance ~0) keep scale 1, not a blow-up."""
         self.code_mean = codes.mean(0).astype(np.float32)
-        self.code_std = np.maximum(codes.std(0), 1e-6).astype(np.float32)
+        std = codes.std(0)
+        self.code_std = np.where(std > 1e-4 * max(float(std.max()), 1e-12), std, 1.0).astype(np.float32)
 
     # --- storage ---------------------------------------------------------------------
     def _arrays(self) -> dict[str, np.ndarray]:

@@ -45,7 +45,7 @@ class Classifier:
     of the training set is held out to pick the best epoch.
     """
 
-    def __init__(self, *, kind: str = "mlp", hidden: int = 512, epochs: int = 40, batch_size: int = 128,
+    def __init__(self, *, kind: str = "mlp", hidden: int = 256, epochs: int = 40, batch_size: int = 128,
                  lr: float = 1e-3, weight_decay: float = 1e-4, dropout: float = 0.2, seed: int = 0,
                  device: str = "cpu", verbose: bool = True) -> None:
         if kind not in ("mlp", "logreg"):

@@ -1,11 +1,13 @@
 """Named scrambler specs.
 
-* ``default``: the design that works best in the utility study (``docs/utility-study.md``);
+* ``default``: the design that worked best in the utility study (``docs/utility-study.md``):
+  six random layers with leaky ReLU from a 64x1x1 embedding to 224x224, and a sigmoid to
+  full-contrast images (the embedding's norm is kept, unlike per-image standardization);
 * ``linear``: one linear transposed-convolution layer, no activation, an invertible
   elementwise output map: the weak control every attack must break;
-* ``paper``: a naive reading of the paper: six random layers with leaky ReLU, sigmoid to
-  full-contrast images (the 23-50% baseline of the study);
-* ``deep-linear``: the six-layer stack of ``paper`` without activations, small-signal output.
+* ``small-signal``: the same stack, per-image standardized to a low-contrast image around
+  mid-grey (the cloud near one operating point; worse in the study);
+* ``deep-linear``: the six-layer stack without activations, standardized (worst in the study).
 
 Example:
     >>> get_preset("default").output_shape()
@@ -35,9 +37,9 @@ def _linear() -> ScramblerSpec:
                          normalization="sigmoid", gain=1.0, name="linear")
 
 
-def _paper() -> ScramblerSpec:
+def _small_signal() -> ScramblerSpec:
     return ScramblerSpec(embedding_dim=64, input_shape=(64, 1, 1), layers=_six_layer("leaky_relu"),
-                         normalization="sigmoid", gain=1.0, name="paper")
+                         normalization="standardize", gain=0.05, name="small-signal")
 
 
 def _deep_linear() -> ScramblerSpec:
@@ -47,13 +49,13 @@ def _deep_linear() -> ScramblerSpec:
 
 def _default() -> ScramblerSpec:
     return ScramblerSpec(embedding_dim=64, input_shape=(64, 1, 1), layers=_six_layer("leaky_relu"),
-                         normalization="standardize", gain=0.05, name="default")
+                         normalization="sigmoid", gain=1.0, name="default")
 
 
 PRESETS: dict[str, Callable[[], ScramblerSpec]] = {
     "default": _default,
     "linear": _linear,
-    "paper": _paper,
+    "small-signal": _small_signal,
     "deep-linear": _deep_linear,
 }
 

@@ -106,7 +106,7 @@ def test_presets_are_valid_and_roundtrip(tmp_path):
         assert spec.output_shape() == (3, 224, 224)
         spec.save(tmp_path / f"{name}.json")
         assert ScramblerSpec.load(tmp_path / f"{name}.json") == spec
-    assert get_preset("linear").is_linear() and not get_preset("paper").is_linear()
+    assert get_preset("linear").is_linear() and not get_preset("small-signal").is_linear()
 
 
 @pytest.mark.parametrize("bad, match", [

@@ -36,7 +36,7 @@ def test_deterministic_for_a_fixed_seed():
 
 
 def test_matches_the_reference_stack(tol):
-    k = key("paper", 1)
+    k = key("small-signal", 1)
     s = Scrambler(k, impl="ref")
     e = torch.randn(2, 64)
     lays = k.spec.layers

@@ -1,0 +1,162 @@
+"""Ciphertext-only key estimation with public data (the NeuraCrypt attack, adapted).
+
+The attacker holds the victim's scrambled images and a pool of public images of the same
+kind, unpaired, and knows the spec but not the key.  It (1) fits its own whitened PCA on the
+public images (the victim's encoder is unknown), (2) samples ``n_keys`` random keys of the
+public spec, scrambles public images under each, and learns key-invariant statistics
+(:class:`~.matching.InvariantModel`), (3) when challenged with candidate originals, matches
+scrambled targets to candidates by graph matching plus a unary term (Hungarian projection),
+then (4) fits a linear surrogate key on the matched pairs and re-assigns, ``refine`` times.
+
+The re-identification challenge (targets against their shuffled originals, pool size K,
+chance 1/K) is set by the scorer (:func:`~.scoring.score_matching`): the attacker's view only
+holds a disjoint public pool, so the candidates are handed to :meth:`Reidentifier.match`.
+
+Example:
+    >>> import warnings
+    >>> from attacks.key_estimation.victims import small_victim
+    >>> v = small_victim(dataset="digits", preset="linear", seed=0, n_private=32, n_public=256, n_heldout=8)
+    >>> r = CiphertextOnlyKeyEstimation(seed=0, verbose=False, pool_sizes=(16,), n_keys=2)(v)
+    >>> r.metrics["reid_accuracy"] > 3 / 16
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from attacks.base import Attack
+from attacks.key_estimation.fitting import pca_coordinates
+from attacks.key_estimation.linear_fit import link_for, to_link
+from attacks.key_estimation.matching import (InvariantModel, candidate_features, graph_match, refine_linear,
+                                             region_pixels, target_stats)
+from attacks.key_estimation.outputs import Matching
+from attacks.registry import register_attack
+from attacks.threat import ThreatModel
+from attacks.victim import AttackerView
+from owsd.keys import SECRET_BYTES, Key
+from owsd.scrambler import Scrambler
+from owsd.spec import ScramblerSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Reidentifier:
+    """The attacker's state after learning: its PCA, the invariant model, the targets' statistics."""
+
+    spec: ScramblerSpec
+    targets: np.ndarray
+    mean: np.ndarray
+    enc: np.ndarray
+    model: InvariantModel
+    regions: list
+    link: str
+    refine: int
+    restarts: int
+    refine_pixels: np.ndarray
+    info: dict = field(default_factory=dict)
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        x = images.reshape(len(images), -1).astype(np.float64) / 255.0
+        e = (x - self.mean) @ self.enc.T
+        d = self.spec.embedding_dim
+        return np.pad(e, ((0, 0), (0, d - e.shape[1]))) if e.shape[1] < d else e
+
+    def match(self, target_indices: np.ndarray, candidates: np.ndarray, *, rng: np.random.Generator) -> np.ndarray:
+        """For each target index, the index of the candidate original it is matched to."""
+        y = self.targets[np.asarray(target_indices)]
+        su, sp = target_stats(y, self.link, self.regions)
+        e = self.embed(candidates)
+        pu, pp = self.model.predict(*candidate_features(e, self.spec.input_shape))
+        w = 1.0 / (2 * self.model.pair_sigma ** 2)
+        u = -(((su[:, None, :] - pu[None, :, :]) / self.model.unary_sigma) ** 2).sum(2) / 2
+        perm = graph_match(list(sp), list(pp), list(w), u, rng=rng, restarts=self.restarts)
+        if self.refine and len(y) > 2 * (e.shape[1] + 1):
+            t = to_link(y, self.link)[:, self.refine_pixels]
+            perm = refine_linear(t, e, perm, iters=self.refine)
+        return perm
+
+
+@register_attack
+class CiphertextOnlyKeyEstimation(Attack):
+    """Re-identify scrambled images among public candidates with key-invariant statistics.
+
+    Parameters: ``n_aux`` public images (PCA and invariant learning), ``n_keys`` random keys,
+    ``n_train`` public images scrambled per key, ``grid`` (regions per side), ``pixels_per_region``,
+    ``restarts`` of graph matching, ``refine`` alternations of linear-surrogate fitting,
+    ``pool_sizes`` and ``trials`` of the scorer's challenges.
+    """
+
+    name = "key-ciphertext-only"
+    family = "key-estimation"
+    PARAMS = {"n_aux": int, "n_keys": int, "n_train": int, "grid": int, "pixels_per_region": int, "restarts": int,
+              "refine": int, "pool_sizes": tuple, "trials": int}
+    BUDGETS = {
+        "smoke": {"n_aux": 256, "n_keys": 3, "n_train": 32, "grid": 2, "pixels_per_region": 4096, "restarts": 2,
+                  "refine": 3, "pool_sizes": (16, 32), "trials": 1},
+        "standard": {"n_aux": 1000, "n_keys": 12, "n_train": 64, "grid": 2, "pixels_per_region": 8192,
+                     "restarts": 4, "refine": 5, "pool_sizes": (16, 32, 64, 128, 256), "trials": 2},
+        "full": {"n_aux": 4000, "n_keys": 32, "n_train": 96, "grid": 2, "pixels_per_region": 16384, "restarts": 8,
+                 "refine": 10, "pool_sizes": (16, 32, 64, 128, 256, 512), "trials": 4},
+    }
+    VICTIM_SIZES = {"smoke": {"n_private": 32, "n_public": 256, "n_heldout": 8},
+                    "standard": {"n_private": 256, "n_public": 1000, "n_heldout": 8},
+                    "full": {"n_private": 512, "n_public": 4000, "n_heldout": 8}}
+
+    def validate_params(self) -> None:
+        p = self.params
+        for k in ("n_keys", "grid", "pixels_per_region", "restarts", "trials"):
+            if p[k] < 1:
+                raise ValueError(f"{self.name}: {k} must be >= 1, got {p[k]}")
+        if p["n_train"] < 4 or p["n_aux"] < 4:
+            raise ValueError(f"{self.name}: n_train and n_aux must be >= 4")
+        if p["refine"] < 0:
+            raise ValueError(f"{self.name}: refine must be >= 0, got {p['refine']}")
+        if not p["pool_sizes"] or any(not isinstance(k, int) or k < 2 for k in p["pool_sizes"]):
+            raise ValueError(f"{self.name}: pool_sizes must be integers >= 2, got {p['pool_sizes']!r}")
+
+    def victim_sizes(self) -> dict:
+        sizes = super().victim_sizes()
+        sizes["n_private"] = max(sizes.get("n_private", 0), max(self.params["pool_sizes"]))
+        sizes["n_public"] = max(sizes.get("n_public", 0), self.params["n_aux"])
+        return sizes
+
+    def threat_model(self) -> ThreatModel:
+        return ThreatModel(sees_scrambled=True, auxiliary="public images of the same kind, unpaired",
+                           auxiliary_size=self.params["n_aux"], auxiliary_closeness="same-distribution")
+
+    def run(self, view: AttackerView, *, rng: np.random.Generator, generator: torch.Generator) -> Matching:
+        p, spec = self.params, view.spec
+        if spec is None:
+            raise ValueError(f"{self.name} needs the public spec")
+        aux = view.auxiliary.images
+        x = aux.reshape(len(aux), -1).astype(np.float64) / 255.0
+        mean, enc, _ = pca_coordinates(x, spec.embedding_dim)
+        link = link_for(spec)
+        regions = region_pixels(view.image_shape, p["grid"], p["pixels_per_region"], rng)
+        reid = Reidentifier(spec=spec, targets=view.targets, mean=mean, enc=enc, model=None, regions=regions,
+                            link=link, refine=p["refine"], restarts=p["restarts"],
+                            refine_pixels=np.sort(rng.choice(int(np.prod(view.image_shape)),
+                                                             min(8192, int(np.prod(view.image_shape))),
+                                                             replace=False)))
+        feats, stats = [], []
+        for _ in tqdm(range(p["n_keys"]), desc="random keys", disable=not self.verbose):
+            idx = rng.choice(len(aux), min(p["n_train"], len(aux)), replace=False)
+            e = reid.embed(aux[idx]).astype(np.float32)
+            y = Scrambler(Key(spec=spec, secret=rng.bytes(SECRET_BYTES))).scramble(e, verbose=False)
+            feats.append(candidate_features(e, spec.input_shape))
+            stats.append(target_stats(y, link, regions))
+        reid.model = InvariantModel.fit(feats, stats)
+        info = {"pca_dims": int(enc.shape[0]), "n_keys": p["n_keys"], "n_train": p["n_train"],
+                "pair_r2_mean": float(np.mean(reid.model.pair_r2)), "unary_r2_mean": float(np.mean(reid.model.unary_r2)),
+                "pair_r2": reid.model.pair_r2.tolist(), "unary_r2": reid.model.unary_r2.tolist()}
+        log.info("invariant statistics: pairwise R^2 %s, unary R^2 %s", np.round(reid.model.pair_r2, 3),
+                 np.round(reid.model.unary_r2, 3))
+        reid.info = info
+        return Matching(reidentifier=reid, pool_sizes=tuple(p["pool_sizes"]), trials=p["trials"], info=info)

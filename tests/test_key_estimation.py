@@ -1,0 +1,151 @@
+"""Key (kernel) estimation attacks: positive controls (linear preset, permutation), negative
+controls (fresh key per image), symmetry resolution and parameter validation."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from attacks.controls import fresh_key_victim, permutation_victim
+from attacks.key_estimation import (ChosenPlaintextKeyEstimation, CiphertextOnlyKeyEstimation,
+                                    KnownPlaintextKeyEstimation)
+from attacks.key_estimation.linear_fit import support_groups
+from attacks.key_estimation.surrogate import random_weights, weight_error
+from attacks.key_estimation.victims import small_victim
+from attacks.registry import available_attacks
+from owsd.presets import get_preset
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture(scope="module")
+def digits_linear():
+    return small_victim(dataset="digits", preset="linear", seed=0, n_private=64, n_public=256, n_heldout=32)
+
+
+@pytest.fixture(scope="module")
+def mnist_linear(shared_data):
+    return small_victim(dataset="mnist", data_dir=shared_data, preset="linear", seed=0, n_private=64,
+                        n_public=16, n_heldout=32, n_fit=1500)
+
+
+@pytest.fixture(scope="module")
+def fresh_linear():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fresh_key_victim(preset="linear", dataset="digits", n_private=64, n_public=16, n_heldout=32)
+
+
+def test_attacks_registered():
+    names = available_attacks()
+    for n in ("key-known-plaintext", "key-chosen-plaintext", "key-ciphertext-only"):
+        assert n in names and names[n].family == "key-estimation"
+
+
+# --- positive controls ----------------------------------------------------------------------
+def test_known_plaintext_recovers_linear_key_exactly(mnist_linear):
+    """16 unknowns per pixel (its receptive field): 28 pairs reach functional error < 1e-4."""
+    assert support_groups(get_preset("linear"))[0][0].size == 16
+    r = KnownPlaintextKeyEstimation(n_pairs=28, seed=0, verbose=False, n_invert=8)(mnist_linear)
+    assert r.cost["known_pairs"] == 28
+    assert r.metrics["functional_error"] < 1e-4, r.metrics
+    assert r.ci["functional_error"][1] < 2e-4
+    assert r.p_values["functional_error"] < 1e-6
+    assert r.metrics["weight_error"] < 0.05 < r.chance["weight_error"]
+    ref = r.curves["inversion_reference"][0]["ssim_decoding_true_embeddings"]
+    assert abs(r.metrics["inversion_ssim"] - ref) < 0.01
+
+
+def test_known_plaintext_too_few_pairs_is_not_exact(mnist_linear):
+    """The same attack with fewer pairs than unknowns cannot be exact (the control can fail)."""
+    r = KnownPlaintextKeyEstimation(n_pairs=10, seed=0, verbose=False, n_invert=4)(mnist_linear)
+    assert r.metrics["functional_error"] > 1e-3
+
+
+def test_chosen_plaintext_recovers_linear_key_with_d_queries(digits_linear):
+    r = ChosenPlaintextKeyEstimation(n_queries=64, seed=0, verbose=False, n_invert=8)(digits_linear)
+    assert r.cost["queries"] == 64 == get_preset("linear").embedding_dim
+    assert r.metrics["functional_error"] < 1e-4, r.metrics
+    assert r.metrics["weight_error"] < 0.02
+    assert r.metrics["functional_error"] < r.chance["functional_error_random_key"]
+
+
+def test_chosen_plaintext_half_the_queries_is_not_exact(digits_linear):
+    r = ChosenPlaintextKeyEstimation(n_queries=32, seed=0, verbose=False, n_invert=4)(digits_linear)
+    assert r.metrics["functional_error"] > 1e-3
+
+
+def test_known_plaintext_from_images_breaks_permutation_control():
+    """Image pairs, no spec (a pixel permutation channel): reduced-rank least squares is exact
+    up to the uint8 rounding of the targets."""
+    v = permutation_victim(dataset="digits", n_private=96, n_public=8, n_heldout=32)
+    r = KnownPlaintextKeyEstimation(n_pairs=96, pair_input="image", seed=0, verbose=False, n_invert=8)(v)
+    assert r.metrics["functional_error"] < 1e-2, r.metrics
+    assert r.metrics["inversion_ssim"] > 0.99
+
+
+def test_ciphertext_only_reidentifies_linear_preset(digits_linear):
+    r = CiphertextOnlyKeyEstimation(seed=0, verbose=False, pool_sizes=(16,), trials=2)(digits_linear)
+    k = r.curves["reidentification"][0]
+    assert k["chance"] == 1 / 16
+    assert r.metrics["reid_accuracy"] > 0.2 and r.p_values["reid_accuracy"] < 1e-3, r.metrics
+
+
+# --- negative controls ----------------------------------------------------------------------
+def test_known_plaintext_at_chance_without_fixed_key(fresh_linear):
+    r = KnownPlaintextKeyEstimation(n_pairs=48, seed=0, verbose=False, n_invert=4)(fresh_linear)
+    assert r.metrics["functional_error"] > 0.9 and r.ci["functional_error"][1] >= 0.9
+    assert r.p_values["functional_error"] > 0.01
+
+
+def test_chosen_plaintext_at_chance_without_fixed_key(fresh_linear):
+    r = ChosenPlaintextKeyEstimation(n_queries=64, seed=0, verbose=False, n_invert=4)(fresh_linear)
+    assert r.metrics["functional_error"] > 0.9 and r.p_values["functional_error"] > 0.01
+
+
+def test_ciphertext_only_at_chance_without_fixed_key():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        v = fresh_key_victim(preset="default", dataset="digits", n_private=32, n_public=256, n_heldout=4)
+    r = CiphertextOnlyKeyEstimation(seed=0, verbose=False, pool_sizes=(16,), trials=2, n_keys=2)(v)
+    lo, hi = r.ci["reid_accuracy"]
+    assert lo <= 1 / 16 <= hi and r.p_values["reid_accuracy"] > 0.01, r.metrics
+
+
+# --- the nonlinear default spec (smoke) -----------------------------------------------------
+def test_surrogate_on_default_spec_runs_and_reports_chance(digits_linear):
+    v = small_victim(dataset="digits", preset="default", seed=0, n_private=24, n_public=8, n_heldout=8)
+    r = KnownPlaintextKeyEstimation(n_pairs=16, seed=0, verbose=False, steps=2, batch_size=4, n_invert=2,
+                                    invert_steps=1)(v)
+    assert r.params["method"] == "auto" and np.isfinite(r.metrics["functional_error"])
+    assert r.chance["weight_error"] > 0.5 and "weight_error_per_layer" in r.curves["weight_error"][0]
+
+
+# --- symmetries and validation --------------------------------------------------------------
+def test_weight_error_resolves_permutations_and_scalings():
+    spec = get_preset("default")
+    g = torch.Generator().manual_seed(0)
+    w, _ = random_weights(spec, g)
+    moved = [x.clone() for x in w]
+    for i in range(len(moved) - 1):
+        perm = torch.randperm(moved[i].shape[1], generator=g)
+        scale = torch.rand(moved[i].shape[1], generator=g) + 0.5
+        moved[i] = moved[i][:, perm] * scale[None, :, None, None]
+        moved[i + 1] = moved[i + 1][perm] / scale[:, None, None, None]
+    moved[-1] = moved[-1] * 3.0  # standardize forgets the global scale
+    assert weight_error(spec, moved, w)[0] < 1e-5
+    other, _ = random_weights(spec, g)
+    assert weight_error(spec, other, w)[0] > 0.5
+
+
+@pytest.mark.parametrize("cls,bad", [(KnownPlaintextKeyEstimation, {"n_pairs": 0}),
+                                     (KnownPlaintextKeyEstimation, {"pair_input": "text"}),
+                                     (KnownPlaintextKeyEstimation, {"method": "magic"}),
+                                     (ChosenPlaintextKeyEstimation, {"query_scale": -1.0}),
+                                     (CiphertextOnlyKeyEstimation, {"pool_sizes": (1,)})])
+def test_bad_parameters_fail_clearly(cls, bad):
+    with pytest.raises(ValueError):
+        cls(seed=0, verbose=False, **bad)
