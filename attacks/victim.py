@@ -124,11 +124,13 @@ class Victim:
               preset: Optional[str] = None, spec: Optional[ScramblerSpec] = None, seed: Optional[int] = None,
               channel: Optional[Channel] = None, cloud: Optional[str] = None, n_private: int = 256,
               n_public: int = 512, n_heldout: int = 128, encoder: str = "pca", split_seed: int = 0,
-              device: str = "cpu") -> "Victim":
+              n_fit: int = 10000, device: str = "cpu") -> "Victim":
         """A victim on ``dataset``: encoder fitted on the victim's own training images.
 
         The training split is cut into the victim's private images (scrambled and sent) and a
-        disjoint public pool (auxiliary data); the held-out set comes from the test split.
+        disjoint public pool (auxiliary data); the held-out set comes from the test split.  The
+        encoder is fitted on the private images plus the victim's other training images, at
+        most ``n_fit`` in all (the public pool is never used).
         ``channel`` replaces the OWSD scheme by any other channel (controls, other schemes).
         """
         train, test = load_splits(dataset, data_dir)
@@ -144,8 +146,9 @@ class Victim:
         if channel is None:
             if key is None:
                 key = generate_key(spec or get_preset(preset or "default"), seed=seed)
-            rest = pick(train, np.sort(perm[n_public + n_private:])) if len(train) > n_private + n_public else private
-            fit_on = np.concatenate([private.flat(), rest.flat()])
+            n_rest = max(0, min(len(train) - n_private - n_public, n_fit - n_private))
+            rest = pick(train, np.sort(perm[n_private + n_public:n_private + n_public + n_rest]))
+            fit_on = np.concatenate([private.flat(), rest.flat()]) if n_rest else private.flat()
             enc = make_encoder(encoder, key.spec.embedding_dim).fit(fit_on)
             channel = OwsdChannel(key, enc, device=device)
         return cls(dataset=dataset, channel=channel, private=private, public=public, heldout=heldout,

@@ -1,0 +1,162 @@
+"""Run every leakage test on one victim and tabulate them with false-discovery control.
+
+:func:`run_all_leakage_tests` runs :data:`SUITE` (tests on cloud outputs are skipped when the
+victim has no cloud); :func:`leakage_table` gives one row per test with its primary
+statistic, chance level, interval, raw p-value and Benjamini-Hochberg adjusted p-value
+(:func:`analysis.stats.fdr_adjust`, i.e. scipy's ``false_discovery_control``), and whether it
+is flagged; :func:`format_table` renders the rows as Markdown.
+
+Example:
+    >>> import warnings
+    >>> from attacks.controls import noise_victim
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     v = noise_victim(dataset="digits", n_private=80, n_public=8, n_heldout=40)
+    >>> res = run_all_leakage_tests(v, budget="smoke", seed=0, only=("leak-label-probe", "leak-equality"))
+    >>> [row["flagged"] for row in leakage_table(res)]
+    [False, False]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+
+from analysis.stats import fdr_adjust
+from attacks.base import AttackResult
+from attacks.leakage.common import LEAKAGE_VICTIM_SIZES
+from attacks.victim import Victim
+
+log = logging.getLogger(__name__)
+
+#: (attack name, parameter overrides) of the full suite, in table order
+SUITE: tuple[tuple[str, dict], ...] = (
+    ("leak-label-probe", {"source": "scrambled"}),
+    ("leak-label-probe", {"source": "outputs"}),
+    ("leak-label-mlp", {"source": "scrambled"}),
+    ("leak-label-mlp", {"source": "outputs"}),
+    ("leak-clustering", {"source": "outputs"}),
+    ("leak-clustering", {"source": "scrambled"}),
+    ("leak-distance-mantel", {"source": "scrambled"}),
+    ("leak-distance-mantel", {"source": "outputs"}),
+    ("leak-near-duplicate", {"source": "scrambled"}),
+    ("leak-equality", {"source": "scrambled"}),
+    ("leak-key-distinguish", {}),
+    ("leak-noise-distinguish", {}),
+    ("leak-membership-loss", {}),
+    ("leak-membership-shadow", {}),
+    ("leak-mutual-info", {"source": "scrambled"}),
+    ("leak-mutual-info", {"source": "outputs"}),
+)
+
+
+def leakage_victim_sizes(budget: str) -> dict:
+    """Victim sizes (``n_private``, ``n_public``, ``n_heldout``) for the suite at ``budget``."""
+    return dict(LEAKAGE_VICTIM_SIZES[budget])
+
+
+def run_all_leakage_tests(victim: Victim, *, budget: str = "smoke", seed: int = 0,
+                          only: Optional[Iterable[str]] = None, verbose: bool = False,
+                          threads: Optional[int] = None) -> list[AttackResult]:
+    """Run the leakage suite against ``victim``; skip output-based tests without a cloud.
+
+    ``only`` restricts to the named attacks.  Every attack gets ``seed``.  ``threads`` caps
+    the BLAS/OpenMP and torch threads for the run (restored after): on a loaded machine one
+    thread is many times faster for these small problems.
+    """
+    with _thread_limit(threads):
+        return _run_all(victim, budget=budget, seed=seed, only=only, verbose=verbose)
+
+
+@contextlib.contextmanager
+def _thread_limit(threads: Optional[int]):
+    if threads is None:
+        yield
+        return
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    if not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(threads):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run_all(victim: Victim, *, budget: str, seed: int, only, verbose: bool) -> list[AttackResult]:
+    from attacks.registry import get_attack
+
+    only = set(only) if only is not None else None
+    results = []
+    for name, params in SUITE:
+        if only is not None and name not in only:
+            continue
+        cls = get_attack(name)
+        attack = cls(budget=budget, seed=seed, verbose=verbose, **params)
+        if attack.requirements.cloud and victim.cloud is None:
+            log.info("skipping %s %s: the victim has no cloud", name, params)
+            continue
+        log.info("running %s %s", name, params)
+        results.append(attack(victim))
+    return results
+
+
+def _primary_p(r: AttackResult) -> float:
+    p = r.p_values.get(r.primary) if r.primary else None
+    return float(p) if p is not None else float("nan")
+
+
+def ci_excludes_chance(r: AttackResult, metric: Optional[str] = None) -> bool:
+    """Whether the CI of ``metric`` (primary by default) lies entirely above its chance level."""
+    m = metric or r.primary
+    if m not in r.ci or m not in r.chance:
+        return False
+    return r.ci[m][0] > r.chance[m]
+
+
+def leakage_table(results: Sequence[AttackResult], *, alpha: float = 0.05) -> list[dict]:
+    """One row per result; ``p_bh`` is the BH-adjusted p-value across all rows with a p-value.
+
+    ``flagged``: ``p_bh < alpha``, or (no p-value) the CI excludes the chance level.
+    """
+    p = np.array([_primary_p(r) for r in results])
+    ok = ~np.isnan(p)
+    adj = np.full(len(p), np.nan)
+    if ok.any():
+        adj[ok] = fdr_adjust(p[ok])
+    rows = []
+    for r, praw, pbh in zip(results, p, adj):
+        m = r.primary
+        src = r.params.get("source")
+        test = r.attack + (f" ({src})" if src else "")
+        ci = r.ci.get(m)
+        flagged = bool(pbh < alpha) if not math.isnan(pbh) else ci_excludes_chance(r)
+        rows.append({"test": test, "attack": r.attack, "source": src, "metric": m,
+                     "value": r.metrics.get(m), "chance": r.chance.get(m), "ci": tuple(ci) if ci else None,
+                     "p": None if math.isnan(praw) else float(praw), "p_bh": None if math.isnan(pbh) else float(pbh),
+                     "flagged": flagged, "seconds": r.cost.get("seconds"), "n": r.metrics.get("n")})
+    return rows
+
+
+def _f(v, fmt: str = ".3f") -> str:
+    return "–" if v is None else format(v, fmt)
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    """Markdown table of :func:`leakage_table` rows."""
+    lines = ["| test | metric | value | chance | 95% CI | p | p (BH) | flagged | n | s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ci = f"{r['ci'][0]:.3f}–{r['ci'][1]:.3f}" if r["ci"] else "–"
+        lines.append(f"| {r['test']} | {r['metric']} | {_f(r['value'])} | {_f(r['chance'])} | {ci} | "
+                     f"{_f(r['p'], '.2g')} | {_f(r['p_bh'], '.2g')} | {'**yes**' if r['flagged'] else 'no'} | "
+                     f"{'–' if r['n'] is None else int(r['n'])} | {_f(r['seconds'], '.1f')} |")
+    return "\n".join(lines)
