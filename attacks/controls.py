@@ -57,6 +57,8 @@ def noise_channel(size: int = 224, *, seed: Optional[int] = None) -> Channel:
 class FreshKeyChannel(Channel):
     """Each image is scrambled under its own fresh random key of ``spec`` (negative control)."""
 
+    transmit_uint8 = False  # as the OWSD channel it stands in for
+
     def __init__(self, encoder, spec: ScramblerSpec, *, seed: Optional[int] = None) -> None:
         self.encoder, self.spec = encoder, spec
         self.name = f"control:fresh-key:{spec.name}"

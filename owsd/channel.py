@@ -26,10 +26,16 @@ from owsd.validation import as_image_batch
 
 
 class Channel(abc.ABC):
-    """Images (uint8 or [0, 1] floats, ``(N, C, H, W)``) in, scrambled images out."""
+    """Images (uint8 or [0, 1] floats, ``(N, C, H, W)``) in, scrambled images out.
+
+    ``transmit_uint8`` says what is sent to the cloud: uint8 pixels, or float32 tensors in
+    [0, 1].  OWSD sends float32 (as ``owsd run`` does): its default key makes low-contrast
+    images (pixel std about 0.005) whose information a uint8 quantization would mostly erase.
+    Attacks see exactly what is sent.
+    """
 
     name: str = "channel"
-    #: whether scrambled images are returned as uint8 (what is transmitted) or float32
+    #: whether scrambled images are sent as uint8 pixels (else float32 in [0, 1])
     transmit_uint8: bool = True
 
     @abc.abstractmethod
@@ -53,7 +59,7 @@ class Channel(abc.ABC):
 class OwsdChannel(Channel):
     """The OWSD scheme: encoder, then the key's scrambler."""
 
-    def __init__(self, key: Key, encoder: Encoder, *, device: str = "cpu", transmit_uint8: bool = True) -> None:
+    def __init__(self, key: Key, encoder: Encoder, *, device: str = "cpu", transmit_uint8: bool = False) -> None:
         self.key, self.encoder = key, encoder
         self.scrambler = Scrambler(key, device=device)
         self.name = f"owsd:{key.spec.name}"

@@ -1,0 +1,187 @@
+"""The utility study: what must scrambled images look like for the cloud's outputs to carry the label?
+
+Each configuration scrambles PCA-64 embeddings of MNIST (first N train, first 1,000 test
+images) with a random transposed-convolution stack, sends the images (float, 224x224) to
+EfficientNet-Lite0 (onnxruntime), and scores a logistic regression on the log-probabilities
+(C=1 and C=0.01) against chance (0.1), the same regression on the embedding, and on raw
+pixels.  ``--spectra`` prints, per stack and activation, how alike the scrambled images of
+different embeddings are (mean |cosine| after removing each image's mean), how much power
+the mean image holds, and the fraction of power below 16 cycles per image.
+
+Results go to ``--json`` (one entry per configuration, written after each, so an
+interrupted study resumes).  The exploratory runs of 2026-11-24 whose logs are in
+``docs/results/study-logs/`` used this code, split over several scripts.
+
+    python benchmarks/utility_study.py --data-dir ../shared/data --json study.json
+    python benchmarks/utility_study.py --spectra
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# name: (stack, kernel smoothing as a fraction of kernel size, activation, normalization, gain)
+CONFIGS = {
+    "naive-sigmoid (default preset)": ("deep6", 0.0, "leaky_relu", "sigmoid", 1.0),
+    "std-g0.25": ("deep6", 0.0, "leaky_relu", "standardize", 0.25),
+    "std-g0.05 (small-signal preset)": ("deep6", 0.0, "leaky_relu", "standardize", 0.05),
+    "std-g0.01": ("deep6", 0.0, "leaky_relu", "standardize", 0.01),
+    "std-g1": ("deep6", 0.0, "leaky_relu", "standardize", 1.0),
+    "deep6-linear-g0.05 (deep-linear preset)": ("deep6", 0.0, "none", "standardize", 0.05),
+    "dense1-linear-g0.05": ("dense1", 0.0, "none", "standardize", 0.05),
+    "smooth3-lrelu-g0.25": ("smooth3", 0.0, "leaky_relu", "standardize", 0.25),
+    "blob2-linear-smoothed-g0.25": ("blob2", 0.15, "none", "standardize", 0.25),
+    "blob3-lrelu-smoothed-g0.25": ("blob3", 0.15, "leaky_relu", "standardize", 0.25),
+    "tile7-lrelu-g0.25 (texture)": ("tile7", 0.0, "leaky_relu", "standardize", 0.25),
+    "tiles8-linear-g0.25 (amplitude tiles)": ("tiles8", 0.0, "none", "standardize", 0.25),
+    "deep6-linear-g0.005": ("deep6", 0.0, "none", "standardize", 0.005),
+    "std-g0.005": ("deep6", 0.0, "leaky_relu", "standardize", 0.005),
+}
+
+
+def smooth_kernels(w: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian-blur every k x k kernel slice (sigma in pixels), keeping the overall std."""
+    if sigma <= 0:
+        return w
+    k = w.shape[-1]
+    r = int(np.ceil(3 * sigma))
+    t = torch.arange(-r, r + 1, dtype=torch.float32)
+    g = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    g /= g.sum()
+    flat = w.reshape(-1, 1, k, k)
+    flat = F.pad(flat, (r, r, r, r), mode="circular" if r < k else "replicate")
+    flat = F.conv2d(F.conv2d(flat, g.view(1, 1, 1, -1)), g.view(1, 1, -1, 1))
+    out = flat.reshape(w.shape)
+    return out * (w.std() / out.std())
+
+
+def stack(name: str, smoothing: float, seed: int = 1):
+    """(weights, [(kernel, stride, padding)], input shape, tile) of a study stack."""
+    g = torch.Generator().manual_seed(seed)
+    tile = 1
+    if name == "deep6":
+        chans, layers, shape = [64, 32, 16, 16, 8, 8, 3], [(7, 1, 0)] + [(4, 2, 1)] * 5, (64, 1, 1)
+    elif name == "dense1":
+        chans, layers, shape = [64, 3], [(224, 1, 0)], (64, 1, 1)
+    elif name == "smooth3":
+        chans, layers, shape = [64, 16, 8, 3], [(7, 1, 0), (8, 4, 2), (32, 8, 12)], (64, 1, 1)
+    elif name == "blob2":
+        chans, layers, shape = [64, 16, 3], [(14, 1, 0), (16, 16, 0)], (64, 1, 1)
+    elif name == "blob3":
+        chans, layers, shape = [64, 32, 16, 3], [(7, 1, 0), (4, 2, 1), (16, 16, 0)], (64, 1, 1)
+    elif name == "tiles8":
+        chans, layers, shape = [1, 3], [(28, 28, 0)], (1, 8, 8)
+    elif name.startswith("tile"):
+        tile = int(name[4:])
+        nl = {7: 5, 14: 4, 28: 3}[tile]
+        chans, layers, shape = [64, 32, 16, 16, 8, 8][:nl] + [3], [(4, 2, 1)] * nl, (64, 1, 1)
+    else:
+        raise ValueError(f"unknown stack {name!r}")
+    ws = []
+    for i, (k, s, _) in enumerate(layers):
+        w = torch.randn(chans[i], chans[i + 1], k, k, generator=g)
+        ws.append(smooth_kernels(w, smoothing * k) / (chans[i] * max(1, (k / s) ** 2)) ** 0.5)
+    return ws, layers, shape, tile
+
+
+def scramble(e: np.ndarray, cfg: tuple) -> torch.Tensor:
+    from owsd.ops.reference import fused_scramble_ref
+
+    name, smoothing, act, norm, gain = cfg
+    ws, layers, shape, tile = stack(name, smoothing)
+    z = torch.tensor(e, dtype=torch.float32).reshape(-1, *shape)
+    if tile > 1:
+        z = z.repeat(1, 1, tile, tile)
+    n = len(ws)
+    return fused_scramble_ref(z, ws, [None] * n, strides=[l[1] for l in layers], paddings=[l[2] for l in layers],
+                              output_paddings=[0] * n, activations=[act] * (n - 1) + ["none"],
+                              normalization=norm, gain=gain)
+
+
+def logreg(a, b, ytr, yte, C=1.0) -> float:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    sc = StandardScaler().fit(a)
+    m = LogisticRegression(max_iter=3000, C=C).fit(sc.transform(a), ytr)
+    return float(m.score(sc.transform(b), yte))
+
+
+def spectra(seed: int = 1) -> None:
+    e = torch.randn(200, 64, 1, 1, generator=torch.Generator().manual_seed(seed))
+    for st in ("deep6", "dense1", "smooth3"):
+        for act in ("leaky_relu", "none", "tanh"):
+            ws, layers, _, _ = stack(st, 0.0)
+            x = e
+            for i, (w, (k, s, p)) in enumerate(zip(ws, layers)):
+                x = F.conv_transpose2d(x, w, stride=s, padding=p)
+                if i < len(ws) - 1:
+                    x = F.leaky_relu(x, 0.2) if act == "leaky_relu" else torch.tanh(x) if act == "tanh" else x
+            f = x.reshape(len(x), -1)
+            fc = f - f.mean(1, keepdim=True)
+            fc = fc / fc.norm(dim=1, keepdim=True)
+            cos = (fc @ fc.T)[~torch.eye(len(x), dtype=bool)].abs().mean()
+            mean_power = (f.mean(0) ** 2).sum() / (f ** 2).sum(1).mean()
+            spec = torch.fft.rfft2(x).abs() ** 2
+            low = spec[..., :16, :16].sum() + spec[..., -16:, :16].sum()
+            sys.stdout.write(f"{st:8s} {act:10s} mean|cos| {cos:.3f}  mean-image power {mean_power:.3f}  "
+                             f"power below 16 cycles {low / spec.sum():.3f}\n")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data-dir", type=Path)
+    ap.add_argument("--train", type=int, default=2000)
+    ap.add_argument("--json", type=Path, default=Path("utility_study.json"))
+    ap.add_argument("--only", nargs="*", help="configuration names to run")
+    ap.add_argument("--spectra", action="store_true")
+    a = ap.parse_args()
+    if a.spectra:
+        spectra()
+        return 0
+    if a.data_dir is None:
+        ap.error("--data-dir (holding mnist/) is needed for the cloud study")
+    from sklearn.decomposition import PCA
+    from tqdm.auto import tqdm
+
+    from owsd.cloud import efficientnet_lite0
+    from owsd.data import load_splits
+    from owsd.io import atomic_write_json
+
+    train, test = load_splits("mnist", a.data_dir)
+    xtr, ytr = train.flat()[: a.train].astype(np.float64), train.labels[: a.train]
+    xte, yte = test.flat()[:1000].astype(np.float64), test.labels[:1000]
+    pca = PCA(64, random_state=0).fit(xtr)
+    etr, ete = pca.transform(xtr), pca.transform(xte)
+    s = etr.std(0)
+    etr, ete = etr / s, ete / s
+    done = json.loads(a.json.read_text()) if a.json.is_file() else {}
+    done.setdefault("baselines", {"plaintext_logreg": logreg(xtr, xte, ytr, yte),
+                                  "embedding_logreg": logreg(etr, ete, ytr, yte), "chance": 0.1})
+    cloud = efficientnet_lite0()
+    for name, cfg in tqdm(CONFIGS.items(), desc="configurations"):
+        if (a.only and name not in a.only) or name in done.get("configs", {}):
+            continue
+        t0 = time.perf_counter()
+        ptr = np.concatenate([cloud.predict(scramble(etr[i:i + 256], cfg), verbose=False)
+                              for i in range(0, len(etr), 256)])
+        pte = cloud.predict(scramble(ete, cfg), verbose=False)
+        ltr, lte = np.log(np.maximum(ptr, 1e-12)), np.log(np.maximum(pte, 1e-12))
+        done.setdefault("configs", {})[name] = {
+            "config": cfg, "n_train": len(etr), "n_test": len(ete),
+            "logreg_C1": logreg(ltr, lte, ytr, yte), "logreg_C0.01": logreg(ltr, lte, ytr, yte, 0.01),
+            "distinct_top1": int(len(set(ptr.argmax(1)))), "seconds": time.perf_counter() - t0}
+        atomic_write_json(a.json, done)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
