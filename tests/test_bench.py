@@ -1,0 +1,205 @@
+"""The HE-vs-OWSD benchmark (``owsd bench``): tiny sizes, the tiny cloud, no timing assertions.
+
+HE tests need TenSEAL (``pip install 'owsd-toolkit[he]'``) and are skipped without it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from owsd import bench
+
+HAVE_TENSEAL = importlib.util.find_spec("tenseal") is not None
+needs_tenseal = pytest.mark.skipif(not HAVE_TENSEAL, reason="tenseal is not importable: the HE baseline needs "
+                                                             "pip install 'owsd-toolkit[he]' (tenseal==0.3.18)")
+
+
+def _ckks_close(out: np.ndarray, ref: np.ndarray) -> None:
+    """CKKS tolerance here (scale 2^26, five levels, two squarings): 0.05 absolute plus 0.1% of the range."""
+    assert out.shape == ref.shape
+    assert np.abs(out - ref).max() < 5e-2 + 1e-3 * float(np.abs(ref).max())
+
+
+# --- HE correctness -------------------------------------------------------------------
+@needs_tenseal
+def test_he_matches_plaintext_on_mnist_geometry() -> None:
+    """The benchmarked 28x28 network (7x7/3 conv, 4 channels, 64 hidden): im2col and packing order."""
+    from owsd import he
+
+    torch.manual_seed(0)
+    net = he.SquareConvNet(28).eval()
+    client = he.HeClient(net.geometry)
+    server = he.HeServer(net, client.public_context())
+    img = (np.random.default_rng(1).random((1, 1, 28, 28)) * 255).astype(np.uint8)
+    out = client.decrypt(server.infer(client.encrypt(img[0, 0])))
+    _ckks_close(out, he.plaintext_logits(net, img)[0])
+
+
+@needs_tenseal
+def test_he_matches_plaintext_on_a_couple_of_images() -> None:
+    from owsd import he
+
+    torch.manual_seed(1)
+    net = he.SquareConvNet(8, channels=2, hidden=8).eval()
+    client = he.HeClient(net.geometry)
+    server = he.HeServer(net, client.public_context())
+    imgs = (np.random.default_rng(2).random((2, 1, 8, 8)) * 255).astype(np.uint8)
+    ref = he.plaintext_logits(net, imgs)
+    for i in range(2):
+        _ckks_close(client.decrypt(server.infer(client.encrypt(imgs[i, 0]))), ref[i])
+
+
+@needs_tenseal
+def test_server_never_gets_the_secret_key() -> None:
+    from owsd import he
+
+    net = he.SquareConvNet(8, channels=1, hidden=4).eval()
+    client = he.HeClient(net.geometry)
+    ts = pytest.importorskip("tenseal")
+    assert not ts.context_from(client.public_context()).is_private()
+    with pytest.raises(ValueError, match="secret key"):
+        he.HeServer(net, client.context.serialize(save_secret_key=True))
+
+
+@needs_tenseal
+def test_he_bytes_are_lengths_of_the_serialized_objects() -> None:
+    from owsd import he
+
+    net = he.SquareConvNet(8, channels=1, hidden=4).eval()
+    client = he.HeClient(net.geometry)
+    server = he.HeServer(net, client.public_context())
+    sent, returned = [], []
+    enc, inf = client.encrypt, server.infer
+    client.encrypt = lambda img: sent.append(enc(img)) or sent[-1]  # type: ignore[method-assign]
+    server.infer = lambda payload: returned.append(inf(payload)) or returned[-1]  # type: ignore[method-assign]
+    imgs = (np.random.default_rng(3).random((2, 1, 8, 8)) * 255).astype(np.uint8)
+    r = bench.he_round(client, server, imgs)
+    assert list(r["bytes_up"]) == [len(p) for p in sent] and all(len(p) > 1000 for p in sent)
+    assert list(r["bytes_down"]) == [len(p) for p in returned]
+    assert r["scores"].shape == (2, 10)
+
+
+# --- helpers (no TenSEAL needed) ------------------------------------------------------
+def test_summarize_and_topk_bytes() -> None:
+    st = bench.summarize([3.0, 1.0, 2.0])
+    assert (st["median"], st["min"], st["max"], st["rel_spread"]) == (2.0, 1.0, 3.0, 1.0)
+    with pytest.raises(ValueError):
+        bench.summarize([])
+    idx, vals = bench.topk_reply(np.linspace(0, 1, 1000, dtype=np.float32), 10)
+    assert idx.dtype == np.uint16 and vals.dtype == np.float32 and idx[0] == 999
+    assert idx.nbytes + vals.nbytes == 60
+
+
+def test_plaintext_input_and_cli_registration() -> None:
+    x = bench.grey_to_cloud_input(np.full((2, 1, 28, 28), 255, np.uint8), (224, 224))
+    assert tuple(x.shape) == (2, 3, 224, 224) and float(x.min()) == pytest.approx(1.0)
+    from owsd.cli import build_parser
+
+    a = build_parser().parse_args(["bench", "--cloud", "tiny", "--he-images", "3", "--quiet"])
+    cfg = bench.config_from_args(a)
+    assert cfg.clouds == ("tiny",) and cfg.he_images == 3 and cfg.verbose is False and cfg.data_dir is None
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "--cloud", "nope"])
+    with pytest.raises(ValueError):
+        bench.BenchConfig(repeats=0).validate()
+
+
+# --- the whole run through the CLI, once ----------------------------------------------
+@pytest.fixture(scope="module")
+def bench_json(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    if not HAVE_TENSEAL:
+        pytest.skip("tenseal is not importable: the HE baseline needs pip install 'owsd-toolkit[he]'")
+    from owsd.cli import main
+
+    d = tmp_path_factory.mktemp("bench")
+    out = d / "he-vs-owsd.json"
+    rc = main(["bench", "--json", str(out), "--he-images", "1", "--owsd-images", "8", "--repeats", "2",
+               "--train", "150", "--test", "40", "--cloud", "tiny", "--he-epochs", "1", "--epochs", "2",
+               "--batch-size", "4", "--cache-dir", str(d / "cache"), "--quiet"])
+    assert rc == 0
+    return json.loads(out.read_text())
+
+
+@needs_tenseal
+def test_json_has_the_required_fields(bench_json: dict) -> None:
+    r = bench_json
+    for path in ("he.seconds_per_image", "he.client_seconds_per_image", "he.server_seconds_per_image",
+                 "he.accuracy", "he.bytes.client_to_server_per_image", "he.bytes.server_to_client_per_image",
+                 "he.bytes.keys_one_time", "owsd.client_seconds_per_image", "owsd.cloud_seconds_per_image",
+                 "owsd.accuracy", "owsd.bytes.client_to_server_per_image", "plaintext.cloud_seconds_per_image",
+                 "ratio.he_over_owsd", "ratio.owsd_over_plaintext", "ratio.owsd_client_over_cloud",
+                 "machine.cpu_model", "machine.cores", "targets.he_over_owsd_ge_1000.met",
+                 "targets.owsd_client_le_10pct_of_cloud.met"):
+        node = r
+        for part in path.split("."):
+            assert part in node, f"missing {path}"
+            node = node[part]
+    assert r["data"]["dataset"] == "digits" and "data-dir" in r["data"]["note"]  # the fallback is noted
+    assert len(r["he"]["timing"]["total"]["runs"]) == 2
+    assert 0.0 <= r["he"]["accuracy"] <= 1.0 and 0.0 <= r["owsd"]["accuracy"] <= 1.0
+    assert r["he"]["accuracy_detail"]["argmax_agreement_with_plaintext"] == 1.0
+    assert r["he"]["params"]["security_bits"] == 128
+
+
+@needs_tenseal
+def test_owsd_bytes_are_what_is_sent(bench_json: dict) -> None:
+    b = bench_json["owsd"]["bytes"]
+    assert b["transmit"] == "float32"
+    assert b["client_to_server_per_image"] == 4 * 3 * 224 * 224  # raw float32 image, the scheme's setting
+    assert b["server_to_client_per_image"] == 1000 * 4  # float32 output vector
+    assert b["server_to_client_topk"]["bytes"] == 10 * (2 + 4)
+    he = bench_json["he"]["bytes"]
+    lo, hi = he["client_to_server_range"]
+    assert 0 < lo <= he["client_to_server_per_image"] <= hi
+    assert he["keys_one_time"] > he["client_to_server_per_image"]
+
+
+@needs_tenseal
+def test_ratios_come_from_the_measured_numbers(bench_json: dict) -> None:
+    he_runs = bench_json["he"]["timing"]["total"]["runs"]
+    tiny = bench_json["owsd"]["clouds"]["tiny"]
+    ow_runs = tiny["timing"]["total"]["runs"]
+    assert all(v > 0 for v in he_runs + ow_runs)
+    per_round = [h / o for h, o in zip(he_runs, ow_runs)]
+    assert bench_json["ratio"]["he_over_owsd"] == pytest.approx(float(np.median(per_round)))
+    assert bench_json["ratio"]["spread"]["he_over_owsd"]["runs"] == pytest.approx(per_round)
+    client, cloud = tiny["timing"]["client"]["runs"], tiny["timing"]["cloud"]["runs"]
+    assert bench_json["ratio"]["owsd_client_over_cloud"] == pytest.approx(
+        float(np.median([a / b for a, b in zip(client, cloud)])))
+    assert bench_json["owsd"]["seconds_per_image"] == pytest.approx(float(np.median(ow_runs)))
+    t = bench_json["targets"]["he_over_owsd_ge_1000"]
+    assert t["measured"] == bench_json["ratio"]["he_over_owsd"] and t["met"] == (t["measured"] >= 1000
+                                                                                 and t["comparable_accuracy"])
+
+
+def test_markdown_table_from_a_result() -> None:
+    """The table renders from a result document (a synthetic one: no run needed)."""
+    st = lambda v: bench.summarize([v, v * 1.1])  # noqa: E731
+    cloud = {"client_seconds_per_image": 1e-3, "cloud_seconds_per_image": 2e-2, "timing": {"total": st(2.1e-2)},
+             "accuracy_detail": {"cloud_only": {"accuracy": 0.9, "n": 100},
+                                 "cloud_plus_embedding": {"accuracy": 0.95, "n": 100}}}
+    res = {"he": {"timing": {"total": st(5.0)}, "client_seconds_per_image": 0.03, "server_seconds_per_image": 4.97,
+                  "n_images": 2,
+                  "bytes": {"client_to_server_per_image": 477000, "server_to_client_per_image": 70000,
+                            "keys_one_time": 97_000_000},
+                  "accuracy_detail": {"decrypted": {"accuracy": 1.0, "n": 2},
+                                      "plaintext_full_test": {"accuracy": 0.97, "n": 10000}}},
+           "owsd": {"cloud": "tiny", "timing_images": 8, "clouds": {"tiny": cloud},
+                    "bytes": {"client_to_server_per_image": 150528, "server_to_client_per_image": 4000,
+                              "server_to_client_topk": {"k": 10, "bytes": 60}}},
+           "plaintext": {"client_to_server_per_image": 150528,
+                         "clouds": {"tiny": {"timing": {"total": st(2e-2)}, "client_seconds_per_image": 1e-4,
+                                             "cloud_seconds_per_image": 2e-2}}},
+           "ratio": {"he_over_owsd": 238.0, "he_client_over_owsd_client": 30.0, "he_server_over_owsd_cloud": 248.0,
+                     "spread": {"he_over_owsd": st(238.0), "owsd_over_plaintext": st(1.05),
+                                "owsd_client_over_cloud": st(0.05)}},
+           "targets": {"owsd_client_le_10pct_of_cloud": {"met": True},
+                       "he_over_owsd_ge_1000": {"met": False, "accuracy_gap_he_plaintext_minus_owsd": 0.07}},
+           "machine": {"cpu_model": "cpu", "cores": 2}, "data": {"dataset": "mnist"}, "config": {"repeats": 2}}
+    text = bench.markdown_table(res)
+    assert text.count("\n|") >= 4 and "238x" in text and "NOT MET" in text and "150.5 kB" in text
