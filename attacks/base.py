@@ -41,6 +41,7 @@ import torch
 from analysis.stats import binomial_pvalue, wilson_interval
 from attacks.threat import Requirements, ThreatModel
 from attacks.victim import AttackerView, Victim
+from owsd.io import json_default
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ class AttackResult:
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("per_sample", "raw")}
         d["ci"] = {k: [float(v[0]), float(v[1])] for k, v in self.ci.items()}
-        return json.loads(json.dumps(d, default=_jsonable))
+        return json.loads(json.dumps(d, default=json_default))
 
     def save(self, out_dir: str | Path) -> Path:
         """Write ``result.json``, ``per_sample.csv`` and ``raw.npz`` atomically."""
@@ -172,18 +173,6 @@ class AttackResult:
 
 def _fmt(v) -> str:
     return repr(float(v)) if isinstance(v, (float, np.floating)) else str(v)
-
-
-def _jsonable(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, tuple):
-        return list(o)
-    raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 
 # --- the attack -----------------------------------------------------------------------

@@ -45,14 +45,14 @@ class Classifier:
     of the training set is held out to pick the best epoch.
     """
 
-    def __init__(self, *, kind: str = "mlp", hidden: int = 256, epochs: int = 40, batch_size: int = 128,
+    def __init__(self, *, kind: str = "mlp", hidden: int = 256, epochs: int = 40, batch_size: int = 256,
                  lr: float = 1e-3, weight_decay: float = 1e-4, dropout: float = 0.2, seed: int = 0,
-                 device: str = "cpu", verbose: bool = True) -> None:
+                 device: str = "cpu", threads: Optional[int] = 1, verbose: bool = True) -> None:
         if kind not in ("mlp", "logreg"):
             raise ValueError(f"kind must be 'mlp' or 'logreg', got {kind!r}")
         self.kind, self.hidden, self.epochs, self.batch_size = kind, hidden, epochs, batch_size
         self.lr, self.weight_decay, self.dropout, self.seed = lr, weight_decay, dropout, seed
-        self.device, self.verbose = device, verbose
+        self.device, self.threads, self.verbose = device, threads, verbose
 
     def _net(self, d: int, k: int) -> nn.Module:
         if self.kind == "logreg":
@@ -62,6 +62,28 @@ class Classifier:
                              nn.Linear(self.hidden, k))
 
     def fit(self, x, y) -> "Classifier":
+        """Train on features ``x`` and integer labels ``y``.
+
+        ``threads`` caps torch's CPU threads during training (restored after): these small
+        matrices gain little from a second thread, and lose badly to oversubscription.
+        """
+        old = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            return self._fit(x, y)
+        finally:
+            torch.set_num_threads(old)
+
+    @staticmethod
+    def validation_positions(n: int, seed: int) -> np.ndarray:
+        """Training positions held out to pick the best epoch (10%; none below 20 examples)."""
+        if n < 20:
+            return np.array([], dtype=np.int64)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+        return perm[: max(1, n // 10)]
+
+    def _fit(self, x, y) -> "Classifier":
         a = as_matrix(x, name="features")
         y = np.asarray(y)
         if y.shape != (a.shape[0],):
@@ -73,7 +95,7 @@ class Classifier:
         xt = torch.from_numpy((a - self.mean) / self.std)
         yt = torch.from_numpy(y.astype(np.int64))
         perm = torch.randperm(len(yt), generator=g)
-        n_val = max(1, len(yt) // 10) if len(yt) >= 20 else 0
+        n_val = len(self.validation_positions(len(yt), self.seed))
         val, tr = perm[:n_val], perm[n_val:]
         self.net = self._net(a.shape[1], self.num_classes).to(self.device)
         opt = torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)

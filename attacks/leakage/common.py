@@ -75,7 +75,6 @@ def classifier_validation_positions(n: int, seed: int) -> np.ndarray:
     Mirrors its split (``torch.randperm`` on a generator seeded with ``seed``, the first 10%,
     none below 20 examples); those examples are seen only through early stopping.
     """
-    if n < 20:
-        return np.array([], int)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
-    return perm[: max(1, n // 10)]
+    from owsd.internal import Classifier
+
+    return Classifier.validation_positions(n, seed)
