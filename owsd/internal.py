@@ -100,13 +100,15 @@ class Classifier:
         self.net = self._net(a.shape[1], self.num_classes).to(self.device)
         opt = torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.epochs)
+        # small training sets get smaller batches (at least ~16 steps an epoch)
+        batch = min(self.batch_size, max(16, len(tr) // 16))
         best, best_state = -1.0, None
         bar = tqdm(range(self.epochs), desc=f"internal {self.kind}", disable=not self.verbose, unit="epoch")
         for _ in bar:
             self.net.train()
             order = tr[torch.randperm(len(tr), generator=g)]
-            for s in range(0, len(order), self.batch_size):
-                idx = order[s:s + self.batch_size]
+            for s in range(0, len(order), batch):
+                idx = order[s:s + batch]
                 loss = nn.functional.cross_entropy(self.net(xt[idx].to(self.device)), yt[idx].to(self.device))
                 opt.zero_grad()
                 loss.backward()
