@@ -1,0 +1,160 @@
+"""``owsd audit`` and ``owsd audit-compare`` (registered into the main ``owsd`` command).
+
+Example:
+    owsd audit --preset default --seed 0 --dataset digits --budget smoke --out runs/audit-default
+    owsd audit --key my.key --dataset mnist --data-dir ../shared/data --cloud efficientnet-lite0 \\
+        --budget standard --out runs/audit-mnist
+    owsd audit --scrambler mypkg.schemes:blur --dataset digits --budget smoke --out runs/audit-blur
+    owsd audit-compare runs/audit-* --out runs/compare
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    vals = tuple(v.strip() for v in text.split(",") if v.strip())
+    if not vals:
+        raise argparse.ArgumentTypeError("expected comma-separated attack names")
+    return vals
+
+
+def load_scrambler(ref: str):
+    """``module:callable`` -> the callable (clear errors)."""
+    mod, sep, attr = ref.partition(":")
+    if not sep or not mod or not attr:
+        raise ValueError(f"--scrambler expects MODULE:CALLABLE, got {ref!r}")
+    try:
+        m = importlib.import_module(mod)
+    except ImportError as exc:
+        raise ValueError(f"--scrambler: cannot import module {mod!r} ({exc})") from None
+    obj = m
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"--scrambler: {mod!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ValueError(f"--scrambler: {ref} is not callable")
+    return obj
+
+
+def _target(a: argparse.Namespace):
+    from analysis.audit import AuditTarget
+
+    if a.key is not None:
+        if a.seed is not None:
+            raise SystemExit("owsd audit: --seed derives a key; it cannot be combined with --key")
+        return AuditTarget.from_key_file(a.key)
+    if a.spec is not None:
+        return AuditTarget.from_spec(a.spec, seed=a.seed)
+    if a.preset is not None:
+        return AuditTarget.from_preset(a.preset, seed=a.seed)
+    if a.scrambler is not None:
+        return AuditTarget.from_callable(load_scrambler(a.scrambler), name=a.name or a.scrambler)
+    raise SystemExit("owsd audit: name the kernel to audit: --key FILE, --spec SPEC.json, --preset NAME "
+                     "or --scrambler MODULE:CALLABLE")
+
+
+def _cmd_audit(a: argparse.Namespace) -> int:
+    from analysis.audit import AuditConfig, run_audit
+
+    target = _target(a)
+    cfg = AuditConfig(out=a.out, dataset=a.dataset, data_dir=a.data_dir,
+                      cloud=None if a.cloud == "none" else a.cloud, budget=a.budget, seed=a.attack_seed,
+                      only=a.only, exclude=a.exclude or (), utility=not a.no_utility, device=a.device,
+                      verbose=not a.quiet, threads=a.threads, command=command_line(a))
+    rep = run_audit(target, cfg, restart=a.restart)
+    s = rep["summary"]
+    lines = [f"audit of {rep['target']['name']} ({rep['target']['fingerprint']}) on {rep['dataset']['name']}, "
+             f"cloud {rep['cloud']}, budget {rep['budget']}: {s['overall'].upper()}"]
+    for e in rep["attacks"]:
+        m = e.get("primary")
+        if m:
+            lo, hi = e["ci"].get(m, [float("nan")] * 2)
+            lines.append(f"  {e['verdict']:5s} {e['job']:44s} {m} = {e['metrics'][m]:.4g} "
+                         f"[{lo:.3g}, {hi:.3g}] (chance {e['chance'].get(m, float('nan')):.3g})")
+        else:
+            lines.append(f"  {e['verdict']:5s} {e['job']:44s} {e.get('reason', '')[:90]}")
+    u = rep.get("utility_headline")
+    if u is not None:
+        lines.append(f"  utility (cloud-only accuracy): {u:.4f}")
+    lines.append(f"  wrote {Path(a.out) / 'report.json'} and report.html")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def _cmd_compare(a: argparse.Namespace) -> int:
+    from analysis.compare import compare
+
+    labels = [s.strip() for s in a.labels.split(",")] if a.labels else None
+    res = compare(a.dirs, out=a.out, labels=labels, title=a.title)
+    sys.stdout.write(res["table"])
+    for n in res["notes"]:
+        sys.stdout.write(f"note: {n}\n")
+    if a.out is not None:
+        sys.stdout.write(f"wrote {Path(a.out) / 'compare.md'}, compare.json and privacy_utility.png\n")
+    return 0
+
+
+def command_line(a: argparse.Namespace) -> str:
+    """The ``owsd audit`` command equivalent to parsed arguments ``a`` (for the report)."""
+    parts = ["owsd", "audit"]
+    for opt in ("key", "spec", "preset", "scrambler", "name", "seed", "dataset", "data_dir", "cloud", "budget",
+                "out", "attack_seed", "threads", "device"):
+        v = getattr(a, opt, None)
+        if v is not None and not (opt == "device" and v == "cpu"):
+            parts += ["--" + opt.replace("_", "-"), str(v)]
+    for opt in ("only", "exclude"):
+        v = getattr(a, opt, None)
+        if v:
+            parts += ["--" + opt, ",".join(v)]
+    parts += [f"--{o.replace('_', '-')}" for o in ("no_utility", "restart", "quiet") if getattr(a, o, False)]
+    return shlex.join(parts)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from owsd.cloud import CLOUD_NAMES
+    from owsd.data import DATASETS
+
+    p = sub.add_parser("audit", help="score a scrambling kernel against every registered attack",
+                       description="Run every registered attack (key estimation, inversion, leakage) under "
+                                   "every threat model it supports at the budget; write report.json, "
+                                   "report.html, per-sample scores and figures to --out (resumable).")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--key", type=Path, help="key file (from `owsd keygen`)")
+    g.add_argument("--spec", type=Path, help="scrambler spec JSON (a fresh key is drawn for it, never saved)")
+    g.add_argument("--preset", help="named spec (default, linear, small-signal, deep-linear); fresh key")
+    g.add_argument("--scrambler", help="MODULE:CALLABLE, any scrambler: float images (N,C,H,W) in [0,1] -> "
+                                       "scrambled images in [0,1]")
+    p.add_argument("--name", help="name of a --scrambler target in the report")
+    p.add_argument("--seed", type=int, help="derive the key of --spec/--preset from this seed (NOT secret; "
+                                            "lets an interrupted audit resume)")
+    p.add_argument("--dataset", default="digits", choices=DATASETS)
+    p.add_argument("--data-dir", type=Path, help="folder holding the dataset (not needed for digits)")
+    p.add_argument("--cloud", default="tiny", choices=(*CLOUD_NAMES, "none"))
+    p.add_argument("--budget", default="smoke", choices=("smoke", "standard", "full"))
+    p.add_argument("--out", type=Path, default=Path("owsd-audit"), help="run directory (resumed if it exists)")
+    p.add_argument("--attack-seed", type=int, default=0, help="seed of the attacks' randomness and data split")
+    p.add_argument("--only", type=_names, help="comma-separated attack names (or job ids) to run")
+    p.add_argument("--exclude", type=_names, help="comma-separated attack names (or job ids) to leave out")
+    p.add_argument("--no-utility", action="store_true", help="skip the utility measurement")
+    p.add_argument("--threads", type=int, help="torch/BLAS threads (1 is fastest on a loaded machine)")
+    p.add_argument("--restart", action="store_true", help="discard a previous audit in --out")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_audit)
+
+    c = sub.add_parser("audit-compare", help="rank audited kernels on a privacy-utility table and plot")
+    c.add_argument("dirs", nargs="+", type=Path, help="audit run directories (each with report.json)")
+    c.add_argument("--out", type=Path, help="write compare.md, compare.json and privacy_utility.png here")
+    c.add_argument("--labels", help="comma-separated labels, one per directory")
+    c.add_argument("--title", help="plot title")
+    c.set_defaults(func=_cmd_compare)
