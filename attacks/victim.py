@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
-import torch
 
 from attacks.threat import ThreatModel
 from owsd.channel import Channel, OwsdChannel

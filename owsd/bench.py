@@ -406,7 +406,6 @@ def _assemble(cfg, machine, data_info, train, acc_test, timing_set, he_set, net,
     he_server_r = [float(h["server"].mean()) for h in he_rounds]
     he_total_r = [c + s for c, s in zip(he_client_r, he_server_r)]
     dec_pred = [h["scores"].argmax(1) for h in he_rounds]
-    first = he_rounds[0]
     up_all = np.concatenate([h["bytes_up"] for h in he_rounds])
     down_all = np.concatenate([h["bytes_down"] for h in he_rounds])
     stage_total = {k: v / (n_he * len(he_rounds)) for k, v in server.stage_seconds.items()}

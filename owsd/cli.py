@@ -14,7 +14,6 @@ import argparse
 import importlib
 import logging
 import sys
-import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 

@@ -18,13 +18,12 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import hashlib
 import logging
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
