@@ -105,6 +105,16 @@ def _verdict(r: dict, m: str, alpha: float) -> dict:
     return grade({**r, "primary": m}, alpha=alpha, thresholds=())
 
 
+def _in_band(result: Any, metric: Optional[str], band: BandLike) -> tuple[dict, str]:
+    """The result as a dict and the metric checked; raises when the value left its pinned band."""
+    r = _as_dict(result)
+    m = _metric(r, metric)
+    b = Band.of(band)
+    if b is not None and float(r["metrics"][m]) not in b:
+        raise AssertionError(f"{_describe(r, m)} left its pinned band {b}")
+    return r, m
+
+
 def assert_resists(result: Any, metric: Optional[str] = None, *, band: BandLike = None,
                    alpha: float = 0.05, allow_warn: bool = False) -> None:
     """Assert the kernel resists: ``metric`` (primary by default) does not beat chance
@@ -112,12 +122,7 @@ def assert_resists(result: Any, metric: Optional[str] = None, *, band: BandLike 
 
     ``allow_warn=True`` accepts a metric that beats chance without crossing its fail line
     (verdict ``warn``): "not broken" rather than "indistinguishable from chance"."""
-    r = _as_dict(result)
-    m = _metric(r, metric)
-    b = Band.of(band)
-    v = float(r["metrics"][m])
-    if b is not None and v not in b:
-        raise AssertionError(f"{_describe(r, m)} left its pinned band {b}")
+    r, m = _in_band(result, metric, band)
     g = _verdict(r, m, alpha)
     if g["verdict"] not in (("pass", "warn") if allow_warn else ("pass",)):
         raise AssertionError(f"{_describe(r, m)} was expected to be resisted, but {g['verdict']}: "
@@ -128,12 +133,7 @@ def assert_leaks(result: Any, metric: Optional[str] = None, *, band: BandLike = 
                  broken: bool = False) -> None:
     """Assert the attack succeeds: ``metric`` beats chance significantly and lies in ``band``;
     with ``broken=True`` it must also cross its declared fail line (verdict ``fail``)."""
-    r = _as_dict(result)
-    m = _metric(r, metric)
-    b = Band.of(band)
-    v = float(r["metrics"][m])
-    if b is not None and v not in b:
-        raise AssertionError(f"{_describe(r, m)} left its pinned band {b}")
+    r, m = _in_band(result, metric, band)
     g = _verdict(r, m, alpha)
     sig = any(row.get("significant") for row in g["rows"])
     if not sig:

@@ -34,7 +34,8 @@ from attacks.base import Attack, RequirementError
 from attacks.inversion.common import NET_PARAMS, select_targets, unit_images, validate_net_params, vector_net
 from attacks.inversion.decoder import vector_features
 from attacks.inversion.outputs import Reconstructions
-from attacks.inversion.own_keys import KEY_SOURCES, attacker_encoder, own_keys, scramble_under_own_keys
+from attacks.inversion.own_keys import (KEY_SOURCES, attacker_encoder, aux_description, own_keys,
+                                        scramble_under_own_keys)
 from attacks.inversion.training import train_inversion
 from attacks.registry import register_attack
 from attacks.threat import Requirements, ThreatModel
@@ -51,11 +52,6 @@ _SMOKE = dict(mode="own-keys", top_k=0, aux=300, n_keys=16, key_source="random",
 _STANDARD = dict(_SMOKE, aux=1000, n_keys=64, copies=3, pairs=2000, epochs=40, batch_size=64, latent=256,
                  hidden=512, width=32, max_targets=1000)
 _FULL = dict(_STANDARD, aux=2000, n_keys=256, copies=4, pairs=8000, epochs=60, max_targets=2000)
-
-
-def _aux_text(p: dict) -> str:
-    keys = "keys seeded 0..n-1 (weak-key guess)" if p["key_source"] == "seeded" else "random keys"
-    return f"public images of the victim's kind, scrambled under {p['n_keys']} own {keys}"
 
 
 @register_attack
@@ -91,7 +87,7 @@ class InversionFromOutputs(Attack):
             return ThreatModel(known_pairs=p["pairs"], pair_input="image", sees_scrambled=False, cloud_outputs=True)
         return ThreatModel(knows_architecture=True, knows_encoder=p["knows_encoder"], sees_scrambled=False,
                            cloud_outputs=True,
-                           auxiliary=_aux_text(p), auxiliary_size=p["aux"],
+                           auxiliary=aux_description(p), auxiliary_size=p["aux"],
                            auxiliary_closeness="same-distribution")
 
     def _truncate(self, probs: np.ndarray) -> np.ndarray:

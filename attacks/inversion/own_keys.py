@@ -87,3 +87,9 @@ def scramble_under_own_keys(images: np.ndarray, encoder: Encoder, keys: list[Key
                 with torch.no_grad():
                     y = scramblers[int(k)](torch.from_numpy(emb[b]).to(device))
                 yield b, torch.round(y.clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()
+
+
+def aux_description(p: dict) -> str:
+    """The threat model's text for auxiliary data scrambled under the attacker's own keys."""
+    keys = "keys seeded 0..n-1 (weak-key guess)" if p["key_source"] == "seeded" else "random keys"
+    return f"public images of the victim's kind, scrambled under {p['n_keys']} own {keys}"

@@ -29,7 +29,8 @@ from attacks.base import Attack, RequirementError
 from attacks.inversion.common import NET_PARAMS, features_for, scrambled_net, select_targets, validate_net_params
 from attacks.inversion.decoder import scrambled_features
 from attacks.inversion.outputs import Reconstructions
-from attacks.inversion.own_keys import KEY_SOURCES, attacker_encoder, own_keys, scramble_under_own_keys
+from attacks.inversion.own_keys import (KEY_SOURCES, attacker_encoder, aux_description, own_keys,
+                                        scramble_under_own_keys)
 from attacks.inversion.training import train_inversion
 from attacks.registry import register_attack
 from attacks.threat import ThreatModel
@@ -42,11 +43,6 @@ _SMOKE = dict(aux=300, n_keys=16, key_source="random", copies=2, knows_encoder=F
 _STANDARD = dict(_SMOKE, aux=1000, n_keys=64, copies=3, epochs=40, batch_size=64, pool=16, latent=256, hidden=512,
                  width=32, max_targets=1000)
 _FULL = dict(_STANDARD, aux=2000, n_keys=256, copies=4, epochs=60, max_targets=2000)
-
-
-def _aux_text(p: dict) -> str:
-    keys = "keys seeded 0..n-1 (weak-key guess)" if p["key_source"] == "seeded" else "random keys"
-    return f"public images of the victim's kind, scrambled under {p['n_keys']} own {keys}"
 
 
 @register_attack
@@ -74,7 +70,7 @@ class InversionSurrogateTransfer(Attack):
     def threat_model(self) -> ThreatModel:
         p = self.params
         return ThreatModel(knows_architecture=True, knows_encoder=p["knows_encoder"], sees_scrambled=True,
-                           auxiliary=_aux_text(p), auxiliary_size=p["aux"],
+                           auxiliary=aux_description(p), auxiliary_size=p["aux"],
                            auxiliary_closeness="same-distribution")
 
     def run(self, view: AttackerView, *, rng: np.random.Generator, generator: torch.Generator) -> Reconstructions:
