@@ -14,6 +14,7 @@ interrupted study resumes).  The exploratory runs of 2026-11-24 whose logs are i
 
     python benchmarks/utility_study.py --data-dir ../shared/data --json study.json
     python benchmarks/utility_study.py --spectra
+    python benchmarks/utility_study.py --phase --json phase.json
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ CONFIGS = {
     "tiles8-linear-g0.25 (amplitude tiles)": ("tiles8", 0.0, "none", "standardize", 0.25),
     "deep6-linear-g0.005": ("deep6", 0.0, "none", "standardize", 0.005),
     "std-g0.005": ("deep6", 0.0, "leaky_relu", "standardize", 0.005),
+    "tile7-linear-g0.005 (period-32 texture, low contrast)": ("tile7", 0.0, "none", "standardize", 0.005),
 }
 
 
@@ -136,17 +138,84 @@ def spectra(seed: int = 1) -> None:
                              f"power below 16 cycles {low / spec.sum():.3f}\n")
 
 
+def phase_sensitivity(*, n: int = 64, seed: int = 0) -> list[dict]:
+    """How much of the cloud's output is position (phase) rather than content, per preset.
+
+    For ``n`` random embeddings and a seeded key of each preset, compares the log-probability
+    distance between images of different embeddings with the distance between an image and
+    (a) the same image with its 25 interior 32x32 tiles permuted (EfficientNet-Lite0 strides
+    by 32 in total, so this keeps each pixel's phase on the stride grid) and (b) the same
+    image circularly shifted by (5, 7) pixels (every phase changes); plus how often the
+    nearest original of a changed image is its own source (re-identification, chance 1/n).
+    """
+    import warnings
+
+    from owsd.cloud import efficientnet_lite0
+    from owsd.keys import generate_key
+    from owsd.presets import get_preset
+    from owsd.scrambler import Scrambler
+
+    rng = np.random.default_rng(seed)
+    e = rng.standard_normal((n, 64)).astype(np.float32)
+    cloud = efficientnet_lite0()
+    tiles = [(r, c) for r in range(1, 6) for c in range(1, 6)]
+    perm = rng.permutation(len(tiles))
+
+    def logp(a: np.ndarray) -> np.ndarray:
+        return np.log(np.maximum(cloud.predict(a, verbose=False), 1e-30))
+
+    def nn_reid(changed: np.ndarray, orig: np.ndarray) -> float:
+        d = ((changed[:, None] - orig[None]) ** 2).sum(-1)
+        return float((d.argmin(1) == np.arange(len(orig))).mean())
+
+    rows = []
+    for preset in ("default", "small-signal", "linear", "deep-linear"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # seeded key
+            s = Scrambler(generate_key(get_preset(preset), seed=seed))
+        x = np.asarray(s.scramble(e, verbose=False, out_dtype=torch.float32))
+        shuffled = x.copy()
+        for (r, c), k in zip(tiles, perm):
+            r2, c2 = tiles[k]
+            shuffled[:, :, r * 32:(r + 1) * 32, c * 32:(c + 1) * 32] = x[:, :, r2 * 32:(r2 + 1) * 32,
+                                                                          c2 * 32:(c2 + 1) * 32]
+        shifted = np.roll(x, (5, 7), axis=(2, 3))
+        lo, ls, lh = logp(x), logp(shuffled), logp(shifted)
+        between = np.sqrt(((lo[:, None] - lo[None]) ** 2).sum(-1))[~np.eye(n, dtype=bool)].mean()
+        row = {"preset": preset, "pixel_std": float(x.std(axis=(1, 2, 3)).mean()),
+               "between_embeddings": float(between),
+               "tile_shuffle": float(np.sqrt(((lo - ls) ** 2).sum(-1)).mean()),
+               "tile_shuffle_reid": nn_reid(ls, lo),
+               "shift_5_7": float(np.sqrt(((lo - lh) ** 2).sum(-1)).mean()),
+               "shift_reid": nn_reid(lh, lo), "chance_reid": 1.0 / n}
+        sys.stdout.write(f"{preset:13s} pixel std {row['pixel_std']:.4f} | log-prob distance between embeddings "
+                         f"{between:.2f} | tiles permuted {row['tile_shuffle']:.2f} (re-id {row['tile_shuffle_reid']:.2f})"
+                         f" | shifted (5,7) {row['shift_5_7']:.2f} (re-id {row['shift_reid']:.2f}); "
+                         f"chance re-id {1 / n:.3f}\n")
+        rows.append(row)
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data-dir", type=Path)
     ap.add_argument("--train", type=int, default=2000)
-    ap.add_argument("--json", type=Path, default=Path("utility_study.json"))
+    ap.add_argument("--json", type=Path, help="results file (study default: utility_study.json)")
     ap.add_argument("--only", nargs="*", help="configuration names to run")
     ap.add_argument("--spectra", action="store_true")
+    ap.add_argument("--phase", action="store_true", help="position vs content sensitivity of the cloud")
     a = ap.parse_args()
     if a.spectra:
         spectra()
         return 0
+    if a.phase:
+        from owsd.io import atomic_write_json
+
+        rows = phase_sensitivity()
+        if a.json:
+            atomic_write_json(a.json, {"phase_sensitivity": rows})
+        return 0
+    a.json = a.json or Path("utility_study.json")
     if a.data_dir is None:
         ap.error("--data-dir (holding mnist/) is needed for the cloud study")
     from sklearn.decomposition import PCA

@@ -121,6 +121,9 @@ class OnnxCloud(Cloud):
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
+        # Idle worker threads sleep instead of spinning: on a shared machine spinning threads
+        # burn the cores other jobs need (measured no slower when the machine is idle).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
