@@ -1,12 +1,14 @@
 """Named scrambler specs.
 
 * ``default``: the design that worked best in the utility study (``docs/utility-study.md``):
-  six random layers with leaky ReLU from a 64x1x1 embedding to 224x224, and a sigmoid to
-  full-contrast images (the embedding's norm is kept, unlike per-image standardization);
+  six random layers with leaky ReLU from a 64x1x1 embedding to 224x224, and a sigmoid; the
+  stack's output is small, so the images are mid-grey with pixel std ~0.005 (the cloud near
+  one operating point; the embedding's norm is kept, unlike per-image standardization), and
+  they must be sent as float32 (8-bit pixels erase most of the signal);
 * ``linear``: one linear transposed-convolution layer, no activation, an invertible
   elementwise output map: the weak control every attack must break;
-* ``small-signal``: the same stack, per-image standardized to a low-contrast image around
-  mid-grey (the cloud near one operating point; worse in the study);
+* ``small-signal``: the same stack, per-image standardized to pixel std 0.05 around mid-grey
+  (worse in the study);
 * ``deep-linear``: the six-layer stack without activations, standardized (worst in the study).
 
 Example:

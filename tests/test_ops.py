@@ -125,6 +125,36 @@ def test_conv_transpose2d_dense_1x1_path(ext, tol, k, stride, output_padding, dt
                                F.conv_transpose2d(x, w, b, **args), **tol(dtype))
 
 
+@pytest.mark.parametrize("h,w,k,stride,output_padding", [(2, 3, 3, 3, 0), (3, 2, 2, 3, 1), (2, 2, 8, 8, 0),
+                                                          (1, 4, 5, 5, 2), (4, 1, (2, 3), (3, 3), 0)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_conv_transpose2d_block_path(ext, tol, h, w, k, stride, output_padding, dtype):
+    """Kernel <= stride (no overlapping taps) runs as one GEMV per input pixel; gaps hold the bias."""
+    g = torch.Generator().manual_seed(h * 10 + w)
+    kh, kw = (k, k) if isinstance(k, int) else k
+    x = _rand((2, 6, h, w), dtype, gen=g)
+    wt = _rand((6, 4, kh, kw), dtype, scale=6 ** -0.5, gen=g)
+    b = _rand((4,), dtype, gen=g)
+    args = dict(stride=stride, output_padding=output_padding)
+    torch.testing.assert_close(ops.conv_transpose2d(x, wt, b, **args, impl="ext"),
+                               F.conv_transpose2d(x, wt, b, **args), **tol(dtype))
+
+
+def test_fused_linear_preset_block_path(ext, tol):
+    """The `linear` preset's single kernel = stride = 112 layer through the fused operator."""
+    from owsd.presets import get_preset
+    from owsd.keys import generate_key
+    from owsd.scrambler import Scrambler
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        key = generate_key(get_preset("linear"), seed=3)
+    e = torch.randn(3, 64, generator=torch.Generator().manual_seed(0))
+    got = Scrambler(key, impl="ext")(e)
+    want = Scrambler(key, impl="ref")(e)
+    torch.testing.assert_close(got, want, **tol(torch.float32))
+
+
 def test_conv_transpose2d_noncontiguous_inputs(ext, tol):
     x = torch.randn(2, 8, 5, 5).contiguous(memory_format=torch.channels_last)
     w = torch.randn(4, 8, 3, 3).transpose(0, 1) / 6  # (8, 4, 3, 3), non-contiguous

@@ -174,9 +174,9 @@ struct LayerPlan {
   // weights transposed to [g][ci_local][ky][kx][co_local]
   std::vector<T> wt;
   const T* bias = nullptr;
-  const T* w = nullptr;           // original weights (dense 1x1 path)
-  bool dense1x1 = false;          // 1x1 input, no padding/dilation, groups 1: a GEMV
-  std::vector<T> acc;             // scratch of the dense path (cout*kh*kw)
+  const T* w = nullptr;           // original weights (block path)
+  bool blocks = false;            // non-overlapping taps, no padding/dilation, groups 1: GEMVs
+  std::vector<T> acc;             // scratch of the block path (cout*kh*kw)
 };
 
 // Vector chunks processed together: more independent accumulators when few
@@ -190,8 +190,9 @@ void plan_layer(const LayerSpec& L, const T* w, const T* b, LayerPlan<T>* P) {
   P->cog = L.cout / L.groups;
   P->bias = L.has_bias ? b : nullptr;
   P->w = w;
-  P->dense1x1 = (L.hin == 1 && L.win == 1 && L.groups == 1 && L.ph == 0 && L.pw == 0 && L.dh == 1 && L.dw == 1);
-  if (P->dense1x1) P->acc.assign(static_cast<size_t>(L.cout) * L.kh * L.kw, T(0));
+  P->blocks = (L.hin == 1 || L.kh <= L.sh) && (L.win == 1 || L.kw <= L.sw) && L.groups == 1 && L.ph == 0 &&
+              L.pw == 0 && L.dh == 1 && L.dw == 1;
+  if (P->blocks) P->acc.assign(static_cast<size_t>(L.cout) * L.kh * L.kw, T(0));
   // column taps and the halo they need
   int offmin = 0, offmax = 0;
   bool any = false;
@@ -356,28 +357,45 @@ void block_row(const LayerPlan<T>& P, const T* in, const OutView<T>& O, int g, i
   }
 }
 
-// 1x1 input without padding/dilation: out[co][ky][kx] = b[co] + sum_ci x[ci] w[ci][co][ky][kx],
-// a GEMV over the contiguous (co, ky, kx) axis; output padding rows/cols get the bias only.
+// Non-overlapping taps (a 1x1 input, or kernel <= stride along both axes), no
+// padding/dilation, one group: every input pixel (a, b) writes its own output block
+// out[co][a*sh + ky][b*sw + kx] = b[co] + sum_ci x[ci][a][b] w[ci][co][ky][kx], a GEMV over
+// the contiguous (co, ky, kx) axis per input pixel.  Output pixels no tap reaches (gaps
+// between blocks when kernel < stride, output padding) hold the activated bias.  This is
+// the embedding layer of the scrambler and the whole `linear` preset (kernel = stride = 112).
 template <typename T>
-void layer_dense1x1(LayerPlan<T>& P, const T* in, const OutView<T>& O) {
+void layer_blocks(LayerPlan<T>& P, const T* in, const OutView<T>& O) {
   const LayerSpec& L = P.L;
   const int K = L.kh * L.kw;
   const int64_t M = static_cast<int64_t>(L.cout) * K;
   T* acc = P.acc.data();
-  std::fill(acc, acc + M, T(0));
-  for (int ci = 0; ci < L.cin; ++ci) {
-    const T xv = in[ci * P.in_plane + P.hxl];
-    const T* wr = P.w + ci * M;
-#pragma omp simd
-    for (int64_t m = 0; m < M; ++m) acc[m] += xv * wr[m];
+  const bool covers = (L.hin == 1 || L.kh == L.sh) && (L.win == 1 || L.kw == L.sw) && L.oph == 0 && L.opw == 0;
+  if (!covers) {
+    for (int co = 0; co < L.cout; ++co) {
+      const T fill = apply_activation<T>(P.bias ? P.bias[co] : T(0), L.act);
+      for (int oy = 0; oy < L.hout; ++oy) {
+        T* orow = O.out + co * O.out_plane + static_cast<int64_t>(oy) * O.out_pitch + O.out_x0;
+        std::fill(orow, orow + L.wout, fill);
+      }
+    }
   }
-  for (int co = 0; co < L.cout; ++co) {
-    const T bias = P.bias ? P.bias[co] : T(0);
-    for (int oy = 0; oy < L.hout; ++oy) {
-      T* orow = O.out + co * O.out_plane + static_cast<int64_t>(oy) * O.out_pitch + O.out_x0;
-      for (int ox = 0; ox < L.wout; ++ox) {
-        const T v = (oy < L.kh && ox < L.kw) ? acc[(static_cast<int64_t>(co) * L.kh + oy) * L.kw + ox] + bias : bias;
-        orow[ox] = apply_activation<T>(v, L.act);
+  for (int a = 0; a < L.hin; ++a) {
+    for (int b = 0; b < L.win; ++b) {
+      std::fill(acc, acc + M, T(0));
+      for (int ci = 0; ci < L.cin; ++ci) {
+        const T xv = in[ci * P.in_plane + static_cast<int64_t>(a) * P.in_pitch + P.hxl + b];
+        const T* wr = P.w + ci * M;
+#pragma omp simd
+        for (int64_t m = 0; m < M; ++m) acc[m] += xv * wr[m];
+      }
+      for (int co = 0; co < L.cout; ++co) {
+        const T bias = P.bias ? P.bias[co] : T(0);
+        for (int ky = 0; ky < L.kh; ++ky) {
+          T* orow = O.out + co * O.out_plane + static_cast<int64_t>(a * L.sh + ky) * O.out_pitch + O.out_x0 +
+                    static_cast<int64_t>(b) * L.sw;
+          const T* arow = acc + (static_cast<int64_t>(co) * L.kh + ky) * L.kw;
+          for (int kx = 0; kx < L.kw; ++kx) orow[kx] = apply_activation<T>(arow[kx] + bias, L.act);
+        }
       }
     }
   }
@@ -444,8 +462,8 @@ void layer_generic(const LayerPlan<T>& P, const T* in, const OutView<T>& O) {
 
 template <typename T>
 void run_layer(LayerPlan<T>& P, const T* in, const OutView<T>& O) {
-  if (P.dense1x1)
-    layer_dense1x1<T>(P, in, O);
+  if (P.blocks)
+    layer_blocks<T>(P, in, O);
   else if (P.L.sw == 1)
     layer_rows<T, 1>(P, in, O);
   else if (P.L.sw == 2)
