@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# name: (stack, kernel smoothing as a fraction of kernel size, activation, normalization, gain)
+# name: (stack, kernel smoothing as a fraction of kernel size, activation, normalization, gain[, carrier])
 CONFIGS = {
     "naive-sigmoid (default preset)": ("deep6", 0.0, "leaky_relu", "sigmoid", 1.0),
     "std-g0.25": ("deep6", 0.0, "leaky_relu", "standardize", 0.25),
@@ -46,7 +46,26 @@ CONFIGS = {
     "deep6-linear-g0.005": ("deep6", 0.0, "none", "standardize", 0.005),
     "std-g0.005": ("deep6", 0.0, "leaky_relu", "standardize", 0.005),
     "tile7-linear-g0.005 (period-32 texture, low contrast)": ("tile7", 0.0, "none", "standardize", 0.005),
+    "texture-carrier-linear-g0.005": ("deep6", 0.0, "none", "standardize", 0.005, "texture"),
+    "texture-carrier-linear-g0.002": ("deep6", 0.0, "none", "standardize", 0.002, "texture"),
+    "texture-carrier-linear-g0.02": ("deep6", 0.0, "none", "standardize", 0.02, "texture"),
+    "texture-carrier-lrelu-g0.005": ("deep6", 0.0, "leaky_relu", "standardize", 0.005, "texture"),
 }
+
+
+def carrier_image(kind: str, seed: int = 1):
+    """The carrier of a seeded key of kind ``kind`` (``none``, ``key`` or ``texture``), or None."""
+    import dataclasses
+    import warnings
+
+    from owsd.keys import generate_key
+    from owsd.presets import get_preset
+
+    if kind == "none":
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # seeded key: an experiment
+        return generate_key(dataclasses.replace(get_preset("deep-linear"), carrier=kind), seed=seed).carrier()
 
 
 def smooth_kernels(w: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -97,7 +116,8 @@ def stack(name: str, smoothing: float, seed: int = 1):
 def scramble(e: np.ndarray, cfg: tuple) -> torch.Tensor:
     from owsd.ops.reference import fused_scramble_ref
 
-    name, smoothing, act, norm, gain = cfg
+    name, smoothing, act, norm, gain = cfg[:5]
+    carrier = carrier_image(cfg[5] if len(cfg) > 5 else "none")
     ws, layers, shape, tile = stack(name, smoothing)
     z = torch.tensor(e, dtype=torch.float32).reshape(-1, *shape)
     if tile > 1:
@@ -105,7 +125,7 @@ def scramble(e: np.ndarray, cfg: tuple) -> torch.Tensor:
     n = len(ws)
     return fused_scramble_ref(z, ws, [None] * n, strides=[l[1] for l in layers], paddings=[l[2] for l in layers],
                               output_paddings=[0] * n, activations=[act] * (n - 1) + ["none"],
-                              normalization=norm, gain=gain)
+                              normalization=norm, gain=gain, carrier=carrier)
 
 
 def logreg(a, b, ytr, yte, C=1.0) -> float:

@@ -57,6 +57,10 @@ class SeededKeyWarning(UserWarning):
     """A key was derived from a seed: reproducible, therefore not secret."""
 
 
+#: contrast (pixel std) of the ``texture`` carrier around mid-grey
+TEXTURE_STD = 0.15
+
+
 def _gaussians(stream_key: bytes, n: int) -> np.ndarray:
     """``n`` standard normal float64 values from SHAKE-256(stream_key) (Box-Muller)."""
     m = (n + 1) // 2
@@ -114,13 +118,26 @@ class Key:
                 if lay.bias else None for i, lay in enumerate(self.spec.layers)]
 
     def carrier(self, *, dtype: torch.dtype = torch.float32) -> Optional[torch.Tensor]:
-        """The key-derived carrier image ``(3, H, W)`` in ``[0.25, 0.75]``, or ``None``.
+        """The key-derived carrier image ``(3, H, W)`` in ``[0, 1]``, or ``None`` (``carrier="none"``).
 
-        A smooth pattern: 3x8x8 Gaussian values, bilinearly upsampled, squashed by a sigmoid.
+        * ``"key"``: a smooth pattern, 3x8x8 Gaussian values bilinearly upsampled and squashed
+          by a sigmoid into ``[0.25, 0.75]``;
+        * ``"texture"``: a 1/f ("pink") noise texture, the amplitude spectrum of natural
+          images: white Gaussian noise from the key, its Fourier amplitudes divided by the
+          spatial frequency, scaled to std :data:`TEXTURE_STD` around 0.5 and clipped to
+          ``[0, 1]``.  It keeps the cloud at a textured, natural-image-like operating point,
+          where its response to the small scrambled signal is close to linear (see
+          ``docs/utility-study.md``).
         """
-        if self.spec.carrier != "key":
+        if self.spec.carrier == "none":
             return None
         c, h, w = self.spec.output_shape()
+        if self.spec.carrier == "texture":
+            white = _gaussians(self._stream("carrier/texture"), c * h * w).reshape(c, h, w)
+            freq = np.sqrt(np.fft.fftfreq(h)[:, None] ** 2 + np.fft.rfftfreq(w)[None, :] ** 2)
+            pink = np.fft.irfft2(np.fft.rfft2(white) / np.maximum(freq, 1.0 / max(h, w)), s=(h, w))
+            img = np.clip(0.5 + TEXTURE_STD * pink / pink.std(), 0.0, 1.0)
+            return torch.from_numpy(img).to(dtype)
         g = torch.from_numpy(_gaussians(self._stream("carrier"), c * 64).reshape(1, c, 8, 8))
         up = torch.nn.functional.interpolate(g, size=(h, w), mode="bilinear", align_corners=False)[0]
         return (0.25 + 0.5 * torch.sigmoid(up)).to(dtype)

@@ -24,7 +24,7 @@ from typing import Any
 
 from owsd.ops.reference import ACTIVATIONS, NORMALIZATIONS
 
-CARRIERS = ("none", "key")
+CARRIERS = ("none", "key", "texture")
 """Offset an image is built around: ``none`` (mid-grey 0.5) or ``key`` (a smooth key-derived image)."""
 
 SPEC_FORMAT = "owsd-scrambler-spec"
@@ -78,7 +78,9 @@ class ScramblerSpec:
         layers: the transposed-convolution stack.
         normalization: final map to ``[0, 1]`` (see :data:`owsd.ops.reference.NORMALIZATIONS`).
         gain: contrast of the normalized image (standardize: std of the image around its offset).
-        carrier: ``none`` (offset 0.5) or ``key`` (a smooth image derived from the key).
+        carrier: the image the normalized signal is added to: ``none`` (mid-grey 0.5),
+            ``key`` (a smooth image derived from the key) or ``texture`` (a 1/f noise
+            texture derived from the key; see :meth:`owsd.keys.Key.carrier`).
         weight_scale: multiplier on the variance-preserving weight initialization.
         name: a label for reports.
     """
@@ -117,8 +119,8 @@ class ScramblerSpec:
             raise SpecError(f"normalization {self.normalization!r} not in {NORMALIZATIONS}")
         if self.carrier not in CARRIERS:
             raise SpecError(f"carrier {self.carrier!r} not in {CARRIERS}")
-        if self.carrier == "key" and self.normalization != "standardize":
-            raise SpecError("carrier='key' needs normalization='standardize'")
+        if self.carrier != "none" and self.normalization != "standardize":
+            raise SpecError(f"carrier={self.carrier!r} needs normalization='standardize'")
         for name in ("gain", "weight_scale"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:

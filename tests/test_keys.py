@@ -130,3 +130,44 @@ def test_spec_json_rejects_unknown_fields():
         ScramblerSpec.from_dict({**d, "extra": 1})
     with pytest.raises(SpecError, match="not valid JSON"):
         ScramblerSpec.from_json("{")
+
+
+@pytest.mark.parametrize("carrier", ["key", "texture"])
+def test_carriers_are_key_derived_deterministic_images(carrier):
+    import dataclasses
+
+    spec = dataclasses.replace(get_preset("deep-linear"), carrier=carrier)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SeededKeyWarning)
+        a, a2, b = generate_key(spec, seed=1), generate_key(spec, seed=1), generate_key(spec, seed=2)
+    ca = a.carrier()
+    assert ca.shape == (3, 224, 224) and ca.dtype == torch.float32
+    assert float(ca.min()) >= 0.0 and float(ca.max()) <= 1.0
+    torch.testing.assert_close(ca, a2.carrier(), rtol=0, atol=0)
+    assert float((ca - b.carrier()).abs().mean()) > 0.01  # another key, another carrier
+
+
+def test_texture_carrier_has_the_spectrum_of_natural_images():
+    """1/f amplitude: the power in an octave band is about the same in every band."""
+    import dataclasses
+
+    spec = dataclasses.replace(get_preset("deep-linear"), carrier="texture")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SeededKeyWarning)
+        c = generate_key(spec, seed=3).carrier(dtype=torch.float64)
+    from owsd.keys import TEXTURE_STD
+
+    assert abs(float(c.std()) - TEXTURE_STD) < 0.01 and abs(float(c.mean()) - 0.5) < 0.05
+    power = torch.fft.rfft2(c - c.mean()).abs().pow(2).sum(0)
+    fy = torch.fft.fftfreq(224).abs()[:, None]
+    fx = torch.fft.rfftfreq(224)[None, :]
+    f = torch.sqrt(fy ** 2 + fx ** 2)
+    bands = [float(power[(f >= lo) & (f < 2 * lo)].sum()) for lo in (1 / 64, 1 / 32, 1 / 16, 1 / 8)]
+    assert max(bands) / min(bands) < 1.6, bands  # white noise would grow 4x per octave
+
+
+def test_carrier_needs_standardize():
+    import dataclasses
+
+    with pytest.raises(SpecError, match="carrier='texture' needs normalization='standardize'"):
+        dataclasses.replace(get_preset("default"), carrier="texture", normalization="sigmoid")
