@@ -15,6 +15,7 @@ interrupted study resumes).  The exploratory runs of 2026-11-24 whose logs are i
     python benchmarks/utility_study.py --data-dir ../shared/data --json study.json
     python benchmarks/utility_study.py --spectra
     python benchmarks/utility_study.py --phase --json phase.json
+    python benchmarks/utility_study.py --linearity --json linearity.json
 """
 
 from __future__ import annotations
@@ -216,6 +217,57 @@ def phase_sensitivity(*, n: int = 64, seed: int = 0) -> list[dict]:
     return rows
 
 
+def linearity(*, n: int = 16, seed: int = 0) -> list[dict]:
+    """How linearly the cloud's log-probabilities respond to a faint scrambled signal, per operating point.
+
+    Operating points: mid-grey 0.5 (the ``grey-sigmoid`` and ``deep-linear`` designs), grey
+    0.3, the smooth ``key`` carrier and the 1/f ``texture`` carrier.  The signal is the
+    deep-linear stack's image of ``n`` random embeddings, centred and scaled to pixel std
+    ``s``.  Reported per contrast ``s``: the mean L2 change of the log-probabilities, and the
+    superposition error ``|f(c+d1+d2) - f(c+d1) - f(c+d2) + f(c)| / |f(c+d1+d2) - f(c)|``
+    (0 for a linear response, ~1 when the response to a sum is unrelated to the parts).
+    """
+    import warnings
+
+    from attacks.key_estimation.surrogate import pre_normalization
+    from owsd.cloud import efficientnet_lite0
+    from owsd.keys import generate_key
+    from owsd.presets import get_preset
+
+    cloud = efficientnet_lite0()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # seeded key: an experiment
+        key = generate_key(get_preset("deep-linear"), seed=seed)
+    rng = np.random.default_rng(seed)
+    e = torch.tensor(rng.standard_normal((2 * n, 64)), dtype=torch.float32)
+    d = pre_normalization(key.spec, key.weights(), key.biases(), e).double().numpy()
+    d = d - d.mean(axis=(1, 2, 3), keepdims=True)
+    d = d / d.std(axis=(1, 2, 3), keepdims=True)
+    d1, d2 = d[:n], d[n:]
+    points = {"grey 0.5": np.full((1, 3, 224, 224), 0.5), "grey 0.3": np.full((1, 3, 224, 224), 0.3),
+              "smooth key carrier": carrier_image("key").double().numpy()[None],
+              "1/f texture carrier": carrier_image("texture").double().numpy()[None]}
+
+    def logp(x: np.ndarray) -> np.ndarray:
+        p = cloud.predict(np.clip(x, 0.0, 1.0).astype(np.float32), verbose=False)
+        return np.log(np.maximum(p.astype(np.float64), 1e-30))
+
+    rows = []
+    for name, c in points.items():
+        f0 = logp(c)
+        for s in (5e-5, 5e-4, 1.5e-3, 5e-3, 1.5e-2):
+            fa, fb, fab = logp(c + s * d1), logp(c + s * d2), logp(c + s * (d1 + d2))
+            change = float(np.linalg.norm(fa - f0, axis=1).mean())
+            sup = np.linalg.norm(fab - fa - fb + f0, axis=1) / np.maximum(np.linalg.norm(fab - f0, axis=1), 1e-12)
+            row = {"operating_point": name, "contrast": s, "logprob_change": change,
+                   "superposition_error": float(np.median(sup)),
+                   "logit_range_at_point": [float(f0.min()), float(f0.max())]}
+            rows.append(row)
+            sys.stdout.write(f"{name:20s} contrast {s:.1e}: |d log p| {change:9.4f}   superposition error "
+                             f"{row['superposition_error']:.3f}\n")
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data-dir", type=Path)
@@ -224,16 +276,17 @@ def main() -> int:
     ap.add_argument("--only", nargs="*", help="configuration names to run")
     ap.add_argument("--spectra", action="store_true")
     ap.add_argument("--phase", action="store_true", help="position vs content sensitivity of the cloud")
+    ap.add_argument("--linearity", action="store_true", help="linearity of the cloud at several operating points")
     a = ap.parse_args()
     if a.spectra:
         spectra()
         return 0
-    if a.phase:
+    if a.phase or a.linearity:
         from owsd.io import atomic_write_json
 
-        rows = phase_sensitivity()
+        rows = phase_sensitivity() if a.phase else linearity()
         if a.json:
-            atomic_write_json(a.json, {"phase_sensitivity": rows})
+            atomic_write_json(a.json, {"phase_sensitivity" if a.phase else "linearity": rows})
         return 0
     a.json = a.json or Path("utility_study.json")
     if a.data_dir is None:
