@@ -205,7 +205,7 @@ class AuditTarget:
         enc = make_encoder("pca", self.spec.embedding_dim).fit(fit_images)
         return OwsdChannel(self.key, enc, device=device)
 
-    def build_victim(self, *, dataset: str, data_dir=None, cloud: Optional[str] = None, device: str = "cpu",
+    def build_victim(self, *, dataset: str, data_dir=None, cloud: Any = None, device: str = "cpu",
                      **sizes):
         from attacks.victim import Victim
 
@@ -230,7 +230,9 @@ class AuditConfig:
         seed: seed of every attack's own randomness (and the victim's data split).
         only, exclude: attack names (or job ids) to restrict to / leave out.
         utility: measure the scheme's utility (``False`` to skip).
-        threads: torch/BLAS threads during the audit (``None``: leave as is).
+        threads: torch/BLAS (and onnxruntime cloud) threads during the audit (``None``: leave as
+            is).  Default 1: the attacks' small networks gain little from a second thread and lose
+            10-20x when threads outnumber the free cores of a shared machine.
         command: the command line, recorded in the report.
     """
 
@@ -245,7 +247,7 @@ class AuditConfig:
     utility: bool = True
     device: str = "cpu"
     verbose: bool = True
-    threads: Optional[int] = None
+    threads: Optional[int] = 1
     html: bool = True
     command: Optional[str] = None
 
@@ -352,7 +354,7 @@ def plan_jobs(budget: str, *, only: Optional[Iterable[str]] = None, exclude: Ite
 
 
 # --- the utility of the scheme ----------------------------------------------------------
-def measure_utility(target: AuditTarget, *, dataset: str, data_dir=None, cloud: str = "tiny",
+def measure_utility(target: AuditTarget, *, dataset: str, data_dir=None, cloud: Any = "tiny",
                     n_train: Optional[int] = 300, n_test: Optional[int] = 200, epochs: int = 5,
                     output_sizes: Sequence[int] = (10, 1000), classifier: str = "mlp", device: str = "cpu",
                     verbose: bool = False) -> dict:
@@ -361,9 +363,10 @@ def measure_utility(target: AuditTarget, *, dataset: str, data_dir=None, cloud: 
     The internal model learns labels from the cloud's (top-k truncated) output for the
     scrambled images as the channel transmits them (uint8 or float32), with and without the embedding (OWSD targets),
     against a plaintext model of the same capacity.  Accuracies carry Wilson 95% CIs.
+    ``cloud`` is a cloud name or a :class:`owsd.cloud.Cloud` (the audit shares one).
     """
     from analysis.stats import wilson_interval
-    from owsd.cloud import make_cloud, truncate_topk
+    from owsd.cloud import Cloud, make_cloud, truncate_topk
     from owsd.data import load_splits
     from owsd.internal import Classifier, InternalModel
 
@@ -371,7 +374,7 @@ def measure_utility(target: AuditTarget, *, dataset: str, data_dir=None, cloud: 
     rng = np.random.default_rng(0)
     train, test = load_splits(dataset, data_dir)
     train, test = train.subset(n_train, rng=rng), test.subset(n_test, rng=rng)
-    cl = make_cloud(cloud)
+    cl = cloud if isinstance(cloud, Cloud) else make_cloud(cloud)
     sizes = tuple(sorted({int(k) for k in output_sizes if 1 <= int(k) <= cl.num_outputs}))
     if not sizes:
         raise AuditError(f"no output size within [1, {cl.num_outputs}]: {output_sizes}")
@@ -581,7 +584,14 @@ def run_audit(target: Any, config: Optional[AuditConfig] = None, *, restart: boo
         if target.key is not None and target.key.seeded:
             notes.append("the key was derived from a seed: reproducible, hence not secret (experiments only)")
 
-        utility = _run_utility(target, cfg, out, notes) if cfg.utility and cfg.cloud else None
+        timing: dict[str, Any] = {"threads": torch.get_num_threads(), "jobs": {}}
+        t_all, c_all = time.perf_counter(), time.process_time()
+        cloud = _make_cloud(cfg)
+        utility = None
+        if cfg.utility and cfg.cloud:
+            t0, c0 = time.perf_counter(), time.process_time()
+            utility = _run_utility(target, cfg, out, notes, cloud=cloud)
+            timing["utility"] = {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
         if cfg.utility and not cfg.cloud:
             notes.append("no cloud: utility not measured")
         done = {j.id: _load_job(out / "attacks" / j.id) for j in jobs}
@@ -590,18 +600,35 @@ def run_audit(target: Any, config: Optional[AuditConfig] = None, *, restart: boo
             log.info("resuming: %d of %d attacks already done in %s", len(jobs) - len(pending), len(jobs), out)
         errors: dict[str, dict] = {}
         if pending:
-            victim = _build_victim(target, cfg, sizes, pending)
+            t0, c0 = time.perf_counter(), time.process_time()
+            victim = _build_victim(target, cfg, sizes, pending, cloud=cloud)
+            timing["victim"] = {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
             bar = tqdm(pending, desc="audit", unit="attack", disable=not cfg.verbose)
             for j in bar:
                 bar.set_postfix_str(j.id)
                 st = _run_job(j, victim, cfg, out / "attacks" / j.id)
+                timing["jobs"][j.id] = {k: st.get(k) for k in ("seconds", "cpu_seconds", "status")}
                 if st["status"] == "error":
                     errors[j.id] = st
                 else:
                     done[j.id] = st
             bar.close()
+        t0, c0 = time.perf_counter(), time.process_time()
         rep = assemble(out, jobs, done, errors, utility, manifest, notes, html=cfg.html)
+        timing["report"] = {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
+        timing["total"] = {"seconds": time.perf_counter() - t_all, "cpu_seconds": time.process_time() - c_all}
+        atomic_write_json(out / "timing.json", timing)
     return rep
+
+
+def _make_cloud(cfg: AuditConfig):
+    """The one cloud the audit's utility measurement and victim share (``None`` without a cloud)."""
+    if not cfg.cloud:
+        return None
+    from owsd.cloud import make_cloud
+
+    kw = {"threads": cfg.threads} if cfg.cloud == "efficientnet-lite0" and cfg.threads else {}
+    return make_cloud(cfg.cloud, **kw)
 
 
 def _version() -> str:
@@ -612,7 +639,7 @@ def _version() -> str:
         return "unknown"
 
 
-def _run_utility(target: AuditTarget, cfg: AuditConfig, out: Path, notes: list) -> Optional[dict]:
+def _run_utility(target: AuditTarget, cfg: AuditConfig, out: Path, notes: list, *, cloud=None) -> Optional[dict]:
     d = out / "utility"
     if (d / "done").is_file():
         try:
@@ -621,7 +648,7 @@ def _run_utility(target: AuditTarget, cfg: AuditConfig, out: Path, notes: list) 
             log.warning("unreadable utility.json; measuring again")
     log.info("measuring the scheme's utility (%s budget)", cfg.budget)
     try:
-        u = measure_utility(target, dataset=cfg.dataset, data_dir=cfg.data_dir, cloud=cfg.cloud,
+        u = measure_utility(target, dataset=cfg.dataset, data_dir=cfg.data_dir, cloud=cloud or cfg.cloud,
                             device=cfg.device, verbose=False, **UTILITY_BUDGETS[cfg.budget])
     except (ValueError, TypeError, RuntimeError) as exc:
         log.warning("utility measurement failed: %s", exc)
@@ -639,11 +666,11 @@ def _run_utility(target: AuditTarget, cfg: AuditConfig, out: Path, notes: list) 
     return u
 
 
-def _build_victim(target: AuditTarget, cfg: AuditConfig, sizes: dict, pending: Sequence[Job]):
+def _build_victim(target: AuditTarget, cfg: AuditConfig, sizes: dict, pending: Sequence[Job], *, cloud=None):
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        victim = target.build_victim(dataset=cfg.dataset, data_dir=cfg.data_dir, cloud=cfg.cloud,
+        victim = target.build_victim(dataset=cfg.dataset, data_dir=cfg.data_dir, cloud=cloud or cfg.cloud,
                                      device=cfg.device, split_seed=cfg.seed, **sizes)
     victim.private_scrambled()
     n_cloud = 0  # cloud outputs are paid only for the private images that cloud attacks look at
@@ -677,7 +704,7 @@ def _run_job(job: Job, victim, cfg: AuditConfig, d: Path) -> dict:
             "threat_model_text": attack.threat_model().describe(), "requirements": attack.requirements.to_dict(),
             "seed": cfg.seed}
     if reason is None:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -689,7 +716,7 @@ def _run_job(job: Job, victim, cfg: AuditConfig, d: Path) -> dict:
         except Exception as exc:  # one attack's crash must not sink the audit; it is rerun next time
             log.error("%s failed: %s: %s", job.id, type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             st = {**base, "status": "error", "reason": f"{type(exc).__name__}: {exc}",
-                  "seconds": time.perf_counter() - t0}
+                  "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
             atomic_write_json(d / "status.json", st)
             return st
         else:
@@ -697,6 +724,7 @@ def _run_job(job: Job, victim, cfg: AuditConfig, d: Path) -> dict:
             result.save(d)
             figs = attack_figures(result, d)
             st = {**base, "status": "ok", "figures": figs, "seconds": time.perf_counter() - t0,
+                  "cpu_seconds": time.process_time() - c0,
                   "victim_sizes": {"n_private": len(sub.private), "n_public": len(sub.public),
                                    "n_heldout": len(sub.heldout)}}
             _finish_job(d, st)

@@ -146,7 +146,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--only", type=_names, help="comma-separated attack names (or job ids) to run")
     p.add_argument("--exclude", type=_names, help="comma-separated attack names (or job ids) to leave out")
     p.add_argument("--no-utility", action="store_true", help="skip the utility measurement")
-    p.add_argument("--threads", type=int, help="torch/BLAS threads (1 is fastest on a loaded machine)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch/BLAS and cloud threads (default 1, the fastest on a shared machine)")
     p.add_argument("--restart", action="store_true", help="discard a previous audit in --out")
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -129,7 +129,14 @@ def _score_labels(out: LabelPredictions, victim: Victim, view: AttackerView) -> 
 # --- the result -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class AttackResult:
-    """A scored attack run.  ``to_dict`` is what ``result.json`` holds."""
+    """A scored attack run.  ``to_dict`` is what ``result.json`` holds.
+
+    ``cost``: ``seconds`` (wall time of the attack's ``run``: what the attacker pays),
+    ``cpu_seconds`` (its process CPU time, all threads), ``scorer_seconds`` /
+    ``scorer_cpu_seconds`` (the scorer's side: challenge games, permutation nulls, metrics),
+    ``total_seconds`` (both), ``queries`` (scramble-oracle queries used), ``known_pairs``,
+    ``device`` and ``threads`` (torch intra-op threads during the run).
+    """
 
     attack: str
     family: str
@@ -248,12 +255,14 @@ class Attack(abc.ABC):
         gen = torch.Generator().manual_seed(self.seed)
         view = victim.view(threat, rng=np.random.default_rng([self.seed, 1]))
         log.info("attack %s (%s budget, seed %d): %s", self.name, self.budget, self.seed, threat.describe())
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         output = self.run(view, rng=rng, generator=gen)
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         if not isinstance(output, AttackOutput):
             raise TypeError(f"{self.name}.run returned {type(output).__name__}, not an AttackOutput")
+        t1, c1 = time.perf_counter(), time.process_time()
         score = scorer_for(output)(output, victim, view)
+        scorer_seconds, scorer_cpu = time.perf_counter() - t1, time.process_time() - c1
         missing = sorted(set(score.metrics) - set(score.chance) - {"n"})
         if score.primary is not None and score.primary not in score.chance:
             raise ValueError(f"scorer for {type(output).__name__} gave no chance level for {score.primary}")
@@ -268,6 +277,8 @@ class Attack(abc.ABC):
             ci={k: (float(a), float(b)) for k, (a, b) in score.ci.items()}, p_values=dict(score.p_values),
             primary=score.primary,
             cost={"seconds": seconds, "queries": view.queries_used, "known_pairs": threat.known_pairs,
-                  "device": self.device},
+                  "device": self.device, "cpu_seconds": cpu, "scorer_seconds": scorer_seconds,
+                  "scorer_cpu_seconds": scorer_cpu, "total_seconds": seconds + scorer_seconds,
+                  "threads": torch.get_num_threads()},
             seed=self.seed, target=target, curves=dict(score.curves), per_sample=dict(score.per_sample),
             raw=output.raw())

@@ -14,6 +14,8 @@ from typing import Optional
 
 PAIR_INPUTS = ("embedding", "image")
 CLOSENESS = ("none", "same-distribution", "related", "unrelated")
+#: models an attacker may query (``ThreatModel.queried_model``)
+QUERIED_MODELS = ("internal", "cloud")
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,12 @@ class ThreatModel:
         auxiliary: what auxiliary data it holds (free text), ``None`` for none.
         auxiliary_size: how many auxiliary images.
         auxiliary_closeness: how close the auxiliary data is to the victim's (see CLOSENESS).
+        candidate_pool: size of the candidate pool the attacker picks each target's original
+            from (re-identification games; chance is ``1 / candidate_pool``); 0: no such game.
+        model_queries: black-box queries the attacker may send to ``queried_model``; 0: none.
+        queried_model: which model those queries go to: ``internal`` (the victim's internal
+            model, cloud outputs -> label probabilities) or ``cloud`` (the cloud model on
+            inputs of the attacker's choice); see QUERIED_MODELS.
     """
 
     knows_architecture: bool = True
@@ -47,9 +55,13 @@ class ThreatModel:
     auxiliary: Optional[str] = None
     auxiliary_size: int = 0
     auxiliary_closeness: str = "none"
+    candidate_pool: int = 0
+    model_queries: int = 0
+    queried_model: Optional[str] = None
 
     def __post_init__(self) -> None:
-        for name in ("known_pairs", "chosen_queries", "labelled_examples", "auxiliary_size"):
+        for name in ("known_pairs", "chosen_queries", "labelled_examples", "auxiliary_size", "candidate_pool",
+                     "model_queries"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"threat model: {name} must be a non-negative integer, got {v!r}")
@@ -59,6 +71,13 @@ class ThreatModel:
             raise ValueError(f"threat model: auxiliary_closeness must be one of {CLOSENESS}")
         if self.auxiliary_size and not self.auxiliary:
             raise ValueError("threat model: auxiliary_size given without describing the auxiliary data")
+        if self.candidate_pool == 1:
+            raise ValueError("threat model: a candidate pool needs at least 2 candidates (0: no pool)")
+        if self.model_queries and self.queried_model not in QUERIED_MODELS:
+            raise ValueError(f"threat model: model_queries need queried_model in {QUERIED_MODELS}, "
+                             f"got {self.queried_model!r}")
+        if self.queried_model is not None and self.queried_model not in QUERIED_MODELS:
+            raise ValueError(f"threat model: queried_model must be one of {QUERIED_MODELS} or None")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -81,6 +100,11 @@ class ThreatModel:
             parts.append(f"{self.labelled_examples} labelled targets")
         if self.auxiliary:
             parts.append(f"auxiliary data: {self.auxiliary} ({self.auxiliary_size} images, {self.auxiliary_closeness})")
+        if self.candidate_pool:
+            parts.append(f"picks each original from {self.candidate_pool} candidates")
+        if self.queried_model:
+            n = f"{self.model_queries} queries" if self.model_queries else "query access"
+            parts.append(f"{n} to the {'internal model' if self.queried_model == 'internal' else 'cloud model'}")
         return "; ".join(parts)
 
 

@@ -121,7 +121,7 @@ class Victim:
     @classmethod
     def build(cls, *, dataset: str = "digits", data_dir=None, key: Optional[Key] = None,
               preset: Optional[str] = None, spec: Optional[ScramblerSpec] = None, seed: Optional[int] = None,
-              channel: Optional[Channel] = None, cloud: Optional[str] = None, n_private: int = 256,
+              channel: Optional[Channel] = None, cloud: Optional[str | Cloud] = None, n_private: int = 256,
               n_public: int = 512, n_heldout: int = 128, encoder: str = "pca", split_seed: int = 0,
               n_fit: int = 10000, device: str = "cpu") -> "Victim":
         """A victim on ``dataset``: encoder fitted on the victim's own training images.
@@ -131,6 +131,7 @@ class Victim:
         encoder is fitted on the private images plus the victim's other training images, at
         most ``n_fit`` in all (the public pool is never used).
         ``channel`` replaces the OWSD scheme by any other channel (controls, other schemes).
+        ``cloud`` is a cloud name or an already built :class:`~owsd.cloud.Cloud` (shared).
         """
         train, test = load_splits(dataset, data_dir)
         rng = np.random.default_rng(split_seed)
@@ -151,7 +152,7 @@ class Victim:
             enc = make_encoder(encoder, key.spec.embedding_dim).fit(fit_on)
             channel = OwsdChannel(key, enc, device=device)
         return cls(dataset=dataset, channel=channel, private=private, public=public, heldout=heldout,
-                   cloud=make_cloud(cloud) if cloud else None)
+                   cloud=(make_cloud(cloud) if isinstance(cloud, str) else cloud) if cloud else None)
 
     # --- cached ground truth ---------------------------------------------------------
     def private_embeddings(self) -> np.ndarray:

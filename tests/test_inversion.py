@@ -174,6 +174,32 @@ def test_requirements(linear_victim):
         InversionFromOutputs(seed=0, verbose=False)(nv)
 
 
+def test_early_stopping_keeps_the_best_epoch_and_budgets_declare_it():
+    from attacks.inversion.decoder import ImageDecoder, InversionNet, VectorEncoder
+    from attacks.inversion.training import seeded, train_inversion
+
+    g = torch.Generator().manual_seed(0)
+    with seeded(g):
+        net = InversionNet(VectorEncoder(16, latent=8, hidden=64), ImageDecoder(8, (1, 8, 8), width=4))
+    x, y = torch.randn(200, 16), torch.rand(200, 1, 8, 8)  # targets independent of inputs: overfitting only
+    c = train_inversion(net, x, y, epochs=200, batch_size=16, lr=1e-2, patience=3, generator=g, verbose=False)
+    assert c["n_val"] == [20] and len(c["val_loss"]) == len(c["train_loss"]) < 200
+    best = c["best_epoch"][0]
+    assert c["val_loss"][best - 1] == min(c["val_loss"]) and len(c["train_loss"]) == best + 3
+    with pytest.raises(ValueError, match="val_fraction"):
+        InversionPaired(val_fraction=1.5)
+    with pytest.raises(ValueError, match="patience"):
+        InversionPaired(patience=-1)
+    for cls in (InversionSurrogateTransfer, InversionFromOutputs):
+        assert cls(budget="smoke", verbose=False).params["patience"] == 0
+        assert cls(budget="standard", verbose=False).params["patience"] > 0
+    assert InversionPaired(budget="standard", verbose=False).params["patience"] == 0  # every pair trains
+    # own-keys mode asks the audit for no more private images (cloud queries) than it reconstructs
+    assert InversionFromOutputs(budget="standard", verbose=False).victim_sizes()["n_private"] == 1000
+    assert InversionFromOutputs(budget="standard", mode="victim-pairs", verbose=False).victim_sizes()[
+        "n_private"] == 3000
+
+
 # --- 1. paired inversion -----------------------------------------------------------------
 def test_paired_positive_control_digits(linear_victim, tmp_path):
     r = InversionPaired(seed=0, verbose=False)(linear_victim)

@@ -27,7 +27,8 @@ from attacks.leakage.label import Clustering, LabelMLP, LabelProbe
 from attacks.leakage.membership import MembershipLoss, MembershipShadow
 from attacks.leakage.mutual_info import MutualInfo
 from attacks.leakage.outputs import Linker
-from attacks.leakage.stats import auc_test, hungarian_accuracy, knn_mi_known_case, mantel_test, tpr_at_fpr_ci
+from attacks.leakage.stats import (KnnMutualInfo, auc_test, hungarian_accuracy, knn_mi_known_case, mantel_test,
+                                   tpr_at_fpr_ci)
 from attacks.registry import available_attacks
 from attacks.victim import Victim
 
@@ -275,11 +276,30 @@ def test_membership_loss_controls_and_roc(identity, tmp_path):
 def test_membership_shadow_controls(identity):
     r = MembershipShadow(budget="smoke", seed=0, verbose=False, n_shadow=2)(identity)
     assert flagged(r) and r.curves["n_shadow"] == 2
+    assert r.threat_model["queried_model"] == "internal" and r.threat_model["model_queries"] == 200
+    assert r.cost["scorer_seconds"] >= 0 and r.cost["total_seconds"] >= r.cost["seconds"]
     null = MembershipShadow(budget="smoke", seed=0, verbose=False, n_shadow=2)(with_null_internal_model(identity))
     assert at_chance(null), (null.metrics, null.ci)
 
 
 # --- 6. mutual information ----------------------------------------------------------------------
+@pytest.mark.parametrize("n", [100, 600])
+def test_fast_knn_mi_equals_scikit_learn(n):
+    from sklearn.feature_selection import mutual_info_classif, mutual_info_regression
+
+    rng = np.random.default_rng(n)
+    f = rng.normal(size=(n, 5)) * rng.uniform(0.01, 100, 5)
+    f[:, 4] = np.round(f[:, 0], 1)  # ties, broken by the estimator's noise
+    e = f[:, :3] * 0.3 + rng.normal(size=(n, 3))
+    y = rng.integers(0, 4, n)
+    est = KnnMutualInfo(f, n_neighbors=3, random_state=0)
+    kw = {"n_neighbors": 3, "random_state": 0}
+    for i in range(3):
+        assert np.array_equal(est.regression(e[:, i]), mutual_info_regression(f, e[:, i], **kw))
+    assert np.array_equal(est.classif(y), mutual_info_classif(f, y, **kw))
+    assert est.regression(e[:, 0])[0] > 0.05 and est.classif(y).max() < 0.15  # signal vs independent labels
+
+
 def test_mutual_info_controls(permutation, noise):
     r = MutualInfo(budget="smoke", seed=0, verbose=False, n_perm=39, k=4, n_coords=2)(permutation)
     assert flagged(r) and flagged(r, "mi_embedding")

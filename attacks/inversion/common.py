@@ -28,7 +28,15 @@ from attacks.victim import AttackerView
 #: parameters of the network and its training, shared by the learned inversion attacks
 NET_PARAMS: dict[str, type | tuple] = {"epochs": int, "batch_size": int, "lr": (int, float), "pool": int, "latent": int,
                                        "hidden": int, "conv_width": int, "width": int,
-                                       "max_seconds": (int, float), "max_targets": int}
+                                       "max_seconds": (int, float), "max_targets": int, "patience": int,
+                                       "val_fraction": (int, float)}
+
+#: early stopping of the attacks that train on their own synthetic pairs (surrogate transfer,
+#: inversion from outputs) at the standard and full budgets: hold out 10% of the training
+#: examples, stop after ``patience`` epochs without a lower validation BCE, keep the best
+#: weights.  Paired inversion keeps every known pair for training (they are the threat model's
+#: scarce resource) and no early stopping.
+EARLY_STOP: dict = {"patience": 5, "val_fraction": 0.1}
 
 
 def validate_net_params(name: str, p: dict) -> None:
@@ -46,6 +54,16 @@ def validate_net_params(name: str, p: dict) -> None:
         raise ValueError(f"{name}: lr must be positive, got {p['lr']}")
     if p.get("max_seconds", 0) < 0 or p.get("max_targets", 0) < 0:
         raise ValueError(f"{name}: max_seconds and max_targets must be >= 0 (0: no limit)")
+    if p.get("patience", 0) < 0:
+        raise ValueError(f"{name}: patience must be >= 0 (0: no early stopping), got {p['patience']}")
+    if not 0 < p.get("val_fraction", 0.1) < 1:
+        raise ValueError(f"{name}: val_fraction must be in (0, 1), got {p['val_fraction']}")
+
+
+def train_kwargs(p: dict) -> dict:
+    """The training-budget keywords of :func:`~attacks.inversion.training.train_inversion` from params."""
+    return dict(epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"], max_seconds=float(p["max_seconds"]),
+                patience=int(p.get("patience", 0)), val_fraction=float(p.get("val_fraction", 0.1)))
 
 
 def _digest(a: np.ndarray) -> bytes:

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from attacks.base import Attack, RequirementError
-from attacks.inversion.common import NET_PARAMS, select_targets, unit_images, validate_net_params, vector_net
+from attacks.inversion.common import (EARLY_STOP, NET_PARAMS, select_targets, train_kwargs, unit_images, validate_net_params,
+                                      vector_net)
 from attacks.inversion.decoder import vector_features
 from attacks.inversion.outputs import Reconstructions
 from attacks.inversion.own_keys import (KEY_SOURCES, attacker_encoder, aux_description, own_keys,
@@ -48,9 +49,9 @@ MODES = ("own-keys", "victim-pairs")
 
 _SMOKE = dict(mode="own-keys", top_k=0, aux=300, n_keys=16, key_source="random", copies=2, knows_encoder=False,
               pairs=300, epochs=30, batch_size=32, lr=2e-3, pool=16, latent=128, hidden=256, conv_width=0, width=16,
-              max_seconds=0.0, max_targets=300)
+              max_seconds=0.0, max_targets=300, patience=0, val_fraction=0.1)
 _STANDARD = dict(_SMOKE, aux=1000, n_keys=64, copies=3, pairs=2000, epochs=40, batch_size=64, latent=256,
-                 hidden=512, width=32, max_targets=1000)
+                 hidden=512, width=32, max_targets=1000, **EARLY_STOP)
 _FULL = dict(_STANDARD, aux=2000, n_keys=256, copies=4, pairs=8000, epochs=60, max_targets=2000)
 
 
@@ -80,6 +81,15 @@ class InversionFromOutputs(Attack):
             if p[k] < 1:
                 raise ValueError(f"{self.name}: {k} must be at least 1, got {p[k]}")
         validate_net_params(self.name, p)
+
+    def victim_sizes(self) -> dict:
+        """Own-keys mode reconstructs at most ``max_targets`` targets and needs no victim pairs, so it
+        asks for no more private images (each one costs a cloud query when the victim is built)."""
+        sizes = super().victim_sizes()
+        p = self.params
+        if p["mode"] == "own-keys" and p["max_targets"] and "n_private" in sizes:
+            sizes["n_private"] = min(sizes["n_private"], p["max_targets"])
+        return sizes
 
     def threat_model(self) -> ThreatModel:
         p = self.params
@@ -115,8 +125,7 @@ class InversionFromOutputs(Attack):
         x = vector_features(self._truncate(outs))
         y = unit_images(images)
         net = vector_net(p, x.shape[1], tuple(y.shape[1:]), generator)
-        curves = train_inversion(net, x, y, epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"],
-                                 max_seconds=float(p["max_seconds"]), generator=generator, device=self.device,
+        curves = train_inversion(net, x, y, **train_kwargs(p), generator=generator, device=self.device,
                                  verbose=self.verbose)
         tidx = select_targets(view, max_targets=p["max_targets"], rng=rng)  # no targets seen: all indices
         recon = net.reconstruct(vector_features(self._truncate(view.target_outputs[tidx])))

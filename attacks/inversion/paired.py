@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from attacks.base import Attack
-from attacks.inversion.common import (NET_PARAMS, features_for, scrambled_net, select_targets, unit_images,
-                                      validate_net_params)
+from attacks.inversion.common import (NET_PARAMS, features_for, scrambled_net, select_targets, train_kwargs,
+                                      unit_images, validate_net_params)
 from attacks.inversion.outputs import Reconstructions
 from attacks.inversion.training import train_inversion
 from attacks.registry import register_attack
@@ -38,9 +38,9 @@ from attacks.victim import AttackerView
 log = logging.getLogger(__name__)
 
 _NET_SMOKE = dict(epochs=40, batch_size=32, lr=2e-3, pool=16, latent=128, hidden=256, conv_width=0, width=16,
-                  max_seconds=0.0, max_targets=0)
+                  max_seconds=0.0, max_targets=0, patience=0, val_fraction=0.1)
 _NET_STANDARD = dict(epochs=60, batch_size=64, lr=2e-3, pool=16, latent=256, hidden=512, conv_width=0, width=32,
-                     max_seconds=0.0, max_targets=1000)
+                     max_seconds=0.0, max_targets=1000, patience=0, val_fraction=0.1)
 _NET_FULL = dict(_NET_STANDARD, epochs=100, max_targets=2000)
 
 
@@ -71,8 +71,7 @@ class InversionPaired(Attack):
         x = features_for(view, view.pairs_scrambled, p["pool"])
         y = unit_images(view.pairs_inputs)
         net = scrambled_net(p, tuple(x.shape[1:]), tuple(y.shape[1:]), generator)
-        curves = train_inversion(net, x, y, epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"],
-                                 max_seconds=float(p["max_seconds"]), generator=generator, device=self.device,
+        curves = train_inversion(net, x, y, **train_kwargs(p), generator=generator, device=self.device,
                                  verbose=self.verbose)
         idx = select_targets(view, max_targets=p["max_targets"], rng=rng)
         recon = net.reconstruct(features_for(view, view.targets[idx], p["pool"]))

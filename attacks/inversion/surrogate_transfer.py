@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from attacks.base import Attack, RequirementError
-from attacks.inversion.common import NET_PARAMS, features_for, scrambled_net, select_targets, validate_net_params
+from attacks.inversion.common import (EARLY_STOP, NET_PARAMS, features_for, scrambled_net, select_targets, train_kwargs,
+                                      validate_net_params)
 from attacks.inversion.decoder import scrambled_features
 from attacks.inversion.outputs import Reconstructions
 from attacks.inversion.own_keys import (KEY_SOURCES, attacker_encoder, aux_description, own_keys,
@@ -39,9 +40,10 @@ from attacks.victim import AttackerView
 log = logging.getLogger(__name__)
 
 _SMOKE = dict(aux=300, n_keys=16, key_source="random", copies=2, knows_encoder=False, epochs=30, batch_size=32,
-              lr=2e-3, pool=16, latent=128, hidden=256, conv_width=0, width=16, max_seconds=0.0, max_targets=300)
+              lr=2e-3, pool=16, latent=128, hidden=256, conv_width=0, width=16, max_seconds=0.0, max_targets=300,
+              patience=0, val_fraction=0.1)
 _STANDARD = dict(_SMOKE, aux=1000, n_keys=64, copies=3, epochs=40, batch_size=64, pool=16, latent=256, hidden=512,
-                 width=32, max_targets=1000)
+                 width=32, max_targets=1000, **EARLY_STOP)
 _FULL = dict(_STANDARD, aux=2000, n_keys=256, copies=4, epochs=60, max_targets=2000)
 
 
@@ -89,8 +91,7 @@ class InversionSurrogateTransfer(Attack):
         x = torch.cat(xs)
         y = torch.from_numpy(np.concatenate(ys).astype(np.float32) / 255.0)
         net = scrambled_net(p, tuple(x.shape[1:]), tuple(y.shape[1:]), generator)
-        curves = train_inversion(net, x, y, epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"],
-                                 max_seconds=float(p["max_seconds"]), generator=generator, device=self.device,
+        curves = train_inversion(net, x, y, **train_kwargs(p), generator=generator, device=self.device,
                                  verbose=self.verbose)
         tidx = select_targets(view, max_targets=p["max_targets"], rng=rng)
         recon = net.reconstruct(features_for(view, view.targets[tidx], p["pool"]))

@@ -76,7 +76,8 @@ class _Membership(LeakageAttack):
     PARAMS: ClassVar[dict] = {"n_known": int, "n_boot": int}
 
     def threat_model(self) -> ThreatModel:
-        return ThreatModel(cloud_outputs=True, labelled_examples=self.params["n_known"])
+        n = self.params["n_known"]  # one black-box query of the internal model per known target
+        return ThreatModel(cloud_outputs=True, labelled_examples=n, model_queries=n, queried_model="internal")
 
     def validate_params(self) -> None:
         super().validate_params()

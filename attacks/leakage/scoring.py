@@ -35,7 +35,7 @@ from attacks.leakage.groundtruth import (InternalOracle, augment, challenge_imag
                                          other_key_channel, traffic, uniform_noise_images)
 from attacks.leakage.outputs import (AttackerFeatures, ClusterAssignments, Distinguisher, Linker,
                                      MembershipGame, PairwiseDistances)
-from attacks.leakage.stats import (auc_test, hungarian_accuracy, knn_mi_known_case, mantel_test,
+from attacks.leakage.stats import (KnnMutualInfo, auc_test, hungarian_accuracy, knn_mi_known_case, mantel_test,
                                    tpr_at_fpr_ci)
 from attacks.victim import AttackerView, Victim
 
@@ -122,21 +122,20 @@ def _reference_coordinates(victim: Victim, idx: np.ndarray, k: int) -> np.ndarra
 
 @register_scorer(AttackerFeatures)
 def score_mutual_info(out: AttackerFeatures, victim: Victim, view: AttackerView) -> Score:
-    from sklearn.feature_selection import mutual_info_classif, mutual_info_regression
-
     idx = _indices(out.target_indices, len(victim.private))
     f = np.asarray(out.features, float)
     if f.ndim != 2 or len(f) != len(idx):
         raise ValueError(f"features: expected ({len(idx)}, k), got {f.shape}")
     y = victim.private.labels[idx]
     e = _reference_coordinates(victim, idx, out.n_coords)
-    kw = {"n_neighbors": out.n_neighbors, "random_state": 0}
+    # scikit-learn's mutual_info_classif / _regression (random_state=0), features prepared once
+    est = KnnMutualInfo(f, n_neighbors=out.n_neighbors, random_state=0)
 
     def mi_lab(labels: np.ndarray) -> np.ndarray:
-        return mutual_info_classif(f, labels, **kw)
+        return est.classif(labels)
 
     def mi_emb(coords: np.ndarray) -> np.ndarray:
-        return np.array([mutual_info_regression(f, coords[:, i], **kw).max() for i in range(coords.shape[1])])
+        return np.array([est.regression(coords[:, i]).max() for i in range(coords.shape[1])])
 
     lab, emb = mi_lab(y), mi_emb(e)
     rng = np.random.default_rng(0)

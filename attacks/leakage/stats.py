@@ -143,4 +143,109 @@ def knn_mi_known_case(n: int, *, rho: float = 0.6, n_neighbors: int = 3, repeats
     return out
 
 
-__all__ = ["auc_test", "hungarian_accuracy", "knn_mi_known_case", "mantel_test", "roc_auc", "tpr_at_fpr_ci"]
+def _count_within(sorted_vals: np.ndarray, centers: np.ndarray, radius: np.ndarray) -> np.ndarray:
+    """``#{j : |v_j - c_i| <= r_i}`` for sorted ``v``, computed as a KD-tree does (float64 ``|a - b|``).
+
+    ``fl(v_j - c)`` is monotone in ``v_j``, so both boundaries are found by binary search
+    (``searchsorted``), then corrected by single steps where rounding of ``c +- r`` misplaced them.
+    """
+    v, c, r = sorted_vals, centers, radius
+    n = len(v)
+    hi = np.searchsorted(v, c + r, side="right")  # first j with v_j - c > r
+    lo = np.searchsorted(v, c - r, side="left")   # first j with c - v_j <= r
+    while True:
+        up = (hi < n) & (v[np.minimum(hi, n - 1)] - c <= r)
+        down = (hi > 0) & (v[np.maximum(hi - 1, 0)] - c > r)
+        if not (up.any() or down.any()):
+            break
+        hi = hi + up - down
+    while True:
+        down = (lo > 0) & (c - v[np.maximum(lo - 1, 0)] <= r)
+        up = (lo < n) & (c - v[np.minimum(lo, n - 1)] > r)
+        if not (up.any() or down.any()):
+            break
+        lo = lo - down + up
+    return hi - lo
+
+
+class KnnMutualInfo:
+    """scikit-learn's kNN mutual-information estimators for one fixed feature matrix, faster.
+
+    ``regression(y)`` equals ``mutual_info_regression(X, y, n_neighbors=k, random_state=seed)``
+    and ``classif(labels)`` equals ``mutual_info_classif(X, labels, ...)`` (the same scaling,
+    the same 1e-10 tie-breaking noise from ``RandomState(seed)``, the same KSG / Ross
+    estimators), but the features are prepared once, the joint nearest neighbours come from
+    scipy's ``cKDTree`` and the marginal counts from a sorted search: about 4x faster on
+    600 samples, which is what permutation nulls need (tests compare it with scikit-learn).
+    Equal to the last bit, except ``classif`` with very small label groups (a few samples),
+    where scikit-learn's neighbour search switches to brute-force distances that round
+    differently.
+    """
+
+    def __init__(self, features: np.ndarray, *, n_neighbors: int = 3, random_state: int = 0) -> None:
+        from sklearn.preprocessing import scale
+
+        x = np.asarray(features, dtype=np.float64)
+        if x.ndim != 2:
+            raise ValueError(f"features must be (n, k), got shape {x.shape}")
+        n, k = x.shape
+        rs = np.random.RandomState(random_state)
+        x = scale(x, with_mean=False)
+        x = x + 1e-10 * np.maximum(1, np.mean(np.abs(x), axis=0)) * rs.standard_normal(size=(n, k))
+        self._y_noise = rs.standard_normal(size=n)  # what sklearn draws next, for a continuous target
+        self.x, self.k, self.n = x, int(n_neighbors), n
+        self._sorted = [np.sort(x[:, j]) for j in range(k)]
+
+    def regression(self, y: np.ndarray) -> np.ndarray:
+        """MI (nats) between each feature and the continuous ``y`` (KSG estimator, Chebyshev)."""
+        from scipy.spatial import cKDTree
+        from scipy.special import digamma
+        from sklearn.preprocessing import scale
+
+        y = scale(np.asarray(y, dtype=np.float64), with_mean=False)
+        y = y + 1e-10 * max(1, np.mean(np.abs(y))) * self._y_noise
+        ys = np.sort(y)
+        n, k = self.n, self.k
+        out = np.empty(self.x.shape[1])
+        for j in range(self.x.shape[1]):
+            xj = self.x[:, j]
+            xy = np.column_stack([xj, y])
+            d, _ = cKDTree(xy).query(xy, k=k + 1, p=np.inf)  # the point itself comes first
+            r = np.nextafter(d[:, -1], 0)
+            nx = _count_within(self._sorted[j], xj, r) - 1.0
+            ny = _count_within(ys, y, r) - 1.0
+            out[j] = max(0.0, digamma(n) + digamma(k) - np.mean(digamma(nx + 1)) - np.mean(digamma(ny + 1)))
+        return out
+
+    def classif(self, labels: np.ndarray) -> np.ndarray:
+        """MI (nats) between each feature and the discrete ``labels`` (Ross's estimator)."""
+        from scipy.spatial import cKDTree
+        from scipy.special import digamma
+
+        labels = np.asarray(labels)
+        if labels.shape != (self.n,):
+            raise ValueError(f"labels: expected shape ({self.n},), got {labels.shape}")
+        masks = [labels == u for u in np.unique(labels)]
+        out = np.empty(self.x.shape[1])
+        for j in range(self.x.shape[1]):
+            c = self.x[:, j]
+            radius, counts, k_all = np.zeros(self.n), np.zeros(self.n), np.ones(self.n)
+            for m in masks:
+                cnt = int(m.sum())
+                if cnt > 1:
+                    k = min(self.k, cnt - 1)
+                    cm = c[m][:, None]
+                    d, _ = cKDTree(cm).query(cm, k=k + 1)
+                    radius[m] = np.nextafter(d[:, -1], 0)
+                    k_all[m] = k
+                counts[m] = cnt
+            keep = counts > 1
+            cc = c[keep][:, None]
+            m_all = cKDTree(cc).query_ball_point(cc, radius[keep], return_length=True)
+            out[j] = max(0.0, digamma(int(keep.sum())) + np.mean(digamma(k_all[keep]))
+                         - np.mean(digamma(counts[keep])) - np.mean(digamma(m_all)))
+        return out
+
+
+__all__ = ["KnnMutualInfo", "auc_test", "hungarian_accuracy", "knn_mi_known_case", "mantel_test", "roc_auc",
+           "tpr_at_fpr_ci"]
