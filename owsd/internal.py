@@ -98,7 +98,10 @@ class Classifier:
         n_val = len(self.validation_positions(len(yt), self.seed))
         val, tr = perm[:n_val], perm[n_val:]
         self.net = self._net(a.shape[1], self.num_classes).to(self.device)
-        opt = torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        try:  # fused: the same update in one kernel (the per-parameter loop dominated small nets)
+            opt = torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay, fused=True)
+        except (RuntimeError, TypeError, ValueError):  # no fused AdamW for this device / build
+            opt = torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.epochs)
         # small training sets get smaller batches (at least ~16 steps an epoch)
         batch = min(self.batch_size, max(16, len(tr) // 16))
