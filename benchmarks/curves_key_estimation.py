@@ -1,7 +1,10 @@
 """Produce the key-estimation curves of docs/key-estimation.md (JSON + PNG figures).
 
 Usage:
-    python benchmarks/curves_key_estimation.py --data-dir ../shared/data --out docs/figures
+    python benchmarks/curves_key_estimation.py --data-dir ../shared/data --out /tmp/keycurves
+    # one longer surrogate fit of the default spec (known pairs only):
+    python benchmarks/curves_key_estimation.py --data-dir ../shared/data --out /tmp/keylong \\
+        --parts default-known --surrogate-points 1024 --steps 1500
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from attacks.victim import Victim  # noqa: E402
 from owsd.presets import get_preset  # noqa: E402
 
 log = logging.getLogger("curves")
+PARTS = ("linear", "default-known", "default-chosen", "ciphertext")
 
 
 def _err_plot(ax, series: dict, xlabel: str) -> None:
@@ -52,46 +56,100 @@ def main() -> None:
     ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--dataset", default="mnist")
     ap.add_argument("--out", type=Path, default=Path("docs/figures"))
-    ap.add_argument("--steps", type=int, default=40, help="surrogate Adam steps for the default spec")
+    ap.add_argument("--steps", type=int, default=400, help="surrogate Adam steps for the default spec")
+    ap.add_argument("--restarts", type=int, default=1, help="surrogate restarts for the default spec")
+    ap.add_argument("--surrogate-points", type=int, nargs="+", default=[64, 256, 1024],
+                    help="pairs / queries at which the default spec's surrogate is fitted")
+    ap.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                    help="what to run (all by default); figures are drawn from what was run")
+    ap.add_argument("--replot", type=Path, nargs="+", default=None, metavar="JSON",
+                    help="run nothing: redraw the figures into --out from key_curves.json files, the first "
+                         "the main run, the others (--parts default-known runs) added as longer fits")
     args = ap.parse_args()
+    if args.replot:
+        res = json.loads(args.replot[0].read_text())
+        for extra in args.replot[1:]:
+            more = json.loads(extra.read_text())
+            for label, pts in more["known_plaintext"].items():
+                res["known_plaintext"][f"{label}, {more['args']['steps']} steps"] = pts
+        args.out.mkdir(parents=True, exist_ok=True)
+        plot(res, args.out, [16, 32, 64, 128, 256])
+        return
+    import torch
+
+    torch.set_num_threads(1)  # small problems on shared cores
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     warnings.simplefilter("ignore")
     args.out.mkdir(parents=True, exist_ok=True)
     kw = dict(dataset=args.dataset, data_dir=args.data_dir, n_fit=4000)
     t0 = time.time()
-    res: dict = {"machine": "2-core shared CPU, no GPU", "date": "2026-11-24"}
+    res: dict = {"machine": "2-core shared CPU, no GPU", "date": "2026-11-24", "args": {
+        "steps": args.steps, "restarts": args.restarts, "surrogate_points": args.surrogate_points,
+        "parts": args.parts}}
+    res.update(known_plaintext={}, known_plaintext_images={}, chosen_plaintext={}, ciphertext_only={})
+    n_priv = max(256, max(args.surrogate_points))
     lin = small_victim(preset="linear", seed=0, n_private=256, n_public=1000, n_heldout=64, **kw)
-    dft = small_victim(preset="default", seed=0, n_private=256, n_public=1000, n_heldout=64, **kw)
-    sur = dict(steps=args.steps, restarts=1, batch_size=16, n_invert=8, invert_steps=10)
-    res["known_plaintext"] = {
-        "linear (receptive-field LS)": error_vs_pairs(lin, [12, 16, 20, 24, 28, 32, 48, 64, 128], n_invert=16),
-        "linear (dense LS, 65 unknowns)": error_vs_pairs(lin, [66, 72, 80, 100, 128, 256], structure="dense",
-                                                         n_invert=16),
-        "default (surrogate GD)": error_vs_pairs(dft, [64, 256], **sur),
-    }
-    res["known_plaintext_images"] = {
-        "linear, image pairs (reduced-rank LS)": error_vs_pairs(lin, [64, 128, 256], pair_input="image",
-                                                                n_invert=16)}
-    res["chosen_plaintext"] = {
-        "linear (Hadamard design)": error_vs_queries(lin, [16, 32, 48, 64, 96, 128], n_invert=16),
-        "default (surrogate GD)": error_vs_queries(dft, [64, 256], **sur),
-    }
-    fresh = Victim(dataset=dft.dataset, channel=FreshKeyChannel(dft.encoder, get_preset("default"), seed=0),
-                   private=dft.private, public=dft.public, heldout=dft.heldout)
+    sur = dict(steps=args.steps, restarts=args.restarts, batch_size=32, n_invert=8, invert_steps=30)
+    if "linear" in args.parts:
+        res["known_plaintext"].update({
+            "linear (receptive-field LS)": error_vs_pairs(lin, [8, 12, 14, 15, 16, 20, 32, 64], n_invert=16),
+            "linear (dense LS, 65 unknowns)": error_vs_pairs(lin, [48, 60, 64, 66, 72, 128], structure="dense",
+                                                             n_invert=16)})
+        res["known_plaintext_images"]["linear, image pairs (reduced-rank LS)"] = error_vs_pairs(
+            lin, [64, 128, 256], pair_input="image", n_invert=16)
+        res["chosen_plaintext"]["linear (Hadamard design)"] = error_vs_queries(
+            lin, [16, 32, 48, 63, 64, 96, 128], n_invert=16)
+    if "default-known" in args.parts or "default-chosen" in args.parts:
+        dft = small_victim(preset="default", seed=0, n_private=n_priv, n_public=1000, n_heldout=64, **kw)
+        if "default-known" in args.parts:
+            res["known_plaintext"]["default (surrogate GD)"] = error_vs_pairs(dft, args.surrogate_points, **sur)
+        if "default-chosen" in args.parts:
+            res["chosen_plaintext"]["default (surrogate GD)"] = error_vs_queries(dft, args.surrogate_points, **sur)
+        del dft  # its scrambled private images are large; ciphertext-only uses 256 private images
     pools = [16, 32, 64, 128, 256]
-    co = dict(n_aux=1000, n_keys=12, n_train=64, trials=2, restarts=4, refine=5)
-    res["ciphertext_only"] = {"linear": reid_vs_pool(lin, pools, **co), "default": reid_vs_pool(dft, pools, **co),
-                              "default, fresh key per image (control)": reid_vs_pool(fresh, pools, **co)}
+    if "ciphertext" in args.parts:
+        dco = small_victim(preset="default", seed=0, n_private=256, n_public=1000, n_heldout=64, **kw)
+
+        def fresh(preset: str) -> Victim:
+            return Victim(dataset=dco.dataset, channel=FreshKeyChannel(dco.encoder, get_preset(preset), seed=0),
+                          private=dco.private, public=dco.public, heldout=dco.heldout)
+        co = dict(n_aux=1000, n_keys=12, n_train=64, trials=2, restarts=4, refine=5)
+        res["ciphertext_only"] = {
+            "linear": reid_vs_pool(lin, pools, **co), "default": reid_vs_pool(dco, pools, **co),
+            "default, fresh key per image (norm leak)": reid_vs_pool(fresh("default"), pools, **co),
+            "small-signal, fresh key per image (negative control)": reid_vs_pool(fresh("small-signal"), pools, **co)}
     res["total_seconds"] = time.time() - t0
     (args.out / "key_curves.json").write_text(json.dumps(res, indent=1, default=float))
+    plot(res, args.out, pools)
+    log.info("done in %.0f s", res["total_seconds"])
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+
+def plot(res: dict, out: Path, pools: list) -> None:
+    """key_functional_error.png and key_reidentification.png from the results (parts that were run)."""
+    steps = res.get("args", {}).get("steps")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     _err_plot(axes[0], {**res["known_plaintext"], **res["known_plaintext_images"]}, "known pairs N")
     axes[0].set_title("known-plaintext (MNIST)")
     _err_plot(axes[1], res["chosen_plaintext"], "chosen queries")
     axes[1].set_title("chosen-plaintext (MNIST)")
+    ax = axes[2]
+    series = {f"known pairs, {label}" + ("" if "steps" in label else f", {steps} steps"): pts
+              for label, pts in res["known_plaintext"].items() if label.startswith("default")}
+    series.update({f"chosen queries, {label}, {steps} steps": pts
+                   for label, pts in res["chosen_plaintext"].items() if label.startswith("default")})
+    for label, pts in series.items():
+        xs, ys = [p["n"] for p in pts], [p["functional_error"] for p in pts]
+        ax.errorbar(xs, ys, yerr=[[y - p["ci"][0] for y, p in zip(ys, pts)], [p["ci"][1] - y for y, p in zip(ys, pts)]],
+                    marker="o", capsize=2, label=label)
+    ax.axhline(1.0, color="grey", ls="--", lw=1, label="chance: constant predictor")
+    ax.set_xscale("log", base=2)
+    ax.set_ylim(0, 1.3)
+    ax.set_xlabel("pairs or queries")
+    ax.set_ylabel("functional error (linear scale)")
+    ax.set_title("default spec: surrogate fit (MNIST)")
+    ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(args.out / "key_functional_error.png", dpi=90)
+    fig.savefig(out / "key_functional_error.png", dpi=90)
     fig, ax = plt.subplots(figsize=(5, 3.8))
     for label, r in res["ciphertext_only"].items():
         pts = r["points"]
@@ -108,8 +166,7 @@ def main() -> None:
     ax.set_title("ciphertext-only (MNIST)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(args.out / "key_reidentification.png", dpi=90)
-    log.info("done in %.0f s", res["total_seconds"])
+    fig.savefig(out / "key_reidentification.png", dpi=90)
 
 
 if __name__ == "__main__":

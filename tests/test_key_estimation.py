@@ -47,10 +47,12 @@ def test_attacks_registered():
 
 # --- positive controls ----------------------------------------------------------------------
 def test_known_plaintext_recovers_linear_key_exactly(mnist_linear):
-    """16 unknowns per pixel (its receptive field): 28 pairs reach functional error < 1e-4."""
+    """16 unknowns per pixel (its receptive field): with the float32 images OWSD sends, 16 pairs
+    (as many as the unknowns) reach functional error < 1e-4."""
     assert support_groups(get_preset("linear"))[0][0].size == 16
-    r = KnownPlaintextKeyEstimation(n_pairs=28, seed=0, verbose=False, n_invert=8)(mnist_linear)
-    assert r.cost["known_pairs"] == 28
+    assert mnist_linear.private_scrambled().dtype == np.float32
+    r = KnownPlaintextKeyEstimation(n_pairs=16, seed=0, verbose=False, n_invert=8)(mnist_linear)
+    assert r.cost["known_pairs"] == 16
     assert r.metrics["functional_error"] < 1e-4, r.metrics
     assert r.ci["functional_error"][1] < 2e-4
     assert r.p_values["functional_error"] < 1e-6
@@ -60,8 +62,8 @@ def test_known_plaintext_recovers_linear_key_exactly(mnist_linear):
 
 
 def test_known_plaintext_too_few_pairs_is_not_exact(mnist_linear):
-    """The same attack with fewer pairs than unknowns cannot be exact (the control can fail)."""
-    r = KnownPlaintextKeyEstimation(n_pairs=10, seed=0, verbose=False, n_invert=4)(mnist_linear)
+    """The same attack with one pair fewer than the unknowns cannot be exact (the control can fail)."""
+    r = KnownPlaintextKeyEstimation(n_pairs=15, seed=0, verbose=False, n_invert=4)(mnist_linear)
     assert r.metrics["functional_error"] > 1e-3
 
 
@@ -118,13 +120,50 @@ def test_ciphertext_only_at_chance_without_fixed_key():
     assert lo <= 1 / 16 <= hi and r.p_values["reid_accuracy"] > 0.01, r.metrics
 
 
-# --- the nonlinear default spec (smoke) -----------------------------------------------------
-def test_surrogate_on_default_spec_runs_and_reports_chance(digits_linear):
+# --- the nonlinear default spec ------------------------------------------------------------
+def test_surrogate_on_default_spec_fits_float_images_in_the_link_domain():
+    """The attacker receives float32 images (OWSD's channel); the fit must not treat them as uint8.
+    (Dividing them by 255 gave functional errors of ~1e4 on the default spec.)  With the least-squares
+    warm start the fit is near the constant predictor even after 2 steps, far below a random key."""
     v = small_victim(dataset="digits", preset="default", seed=0, n_private=24, n_public=8, n_heldout=8)
+    assert v.private_scrambled().dtype == np.float32
     r = KnownPlaintextKeyEstimation(n_pairs=16, seed=0, verbose=False, steps=2, batch_size=4, n_invert=2,
                                     invert_steps=1)(v)
-    assert r.params["method"] == "auto" and np.isfinite(r.metrics["functional_error"])
+    info = r.curves["attack_info"][0]
+    assert r.params["method"] == "auto" and info["method"] == "surrogate" and info["fit_domain"] == "link"
+    assert r.metrics["functional_error"] < 2.0 < r.chance["functional_error_random_key"], r.metrics
+    assert abs(r.metrics["functional_error_link"] - r.metrics["functional_error"]) < 0.05
     assert r.chance["weight_error"] > 0.5 and "weight_error_per_layer" in r.curves["weight_error"][0]
+
+
+def test_last_layer_least_squares_is_exact_given_the_other_layers():
+    """Positive control of the warm start: with the true first five layers, least squares on
+    4 float32 pairs recovers the last layer (the link-domain output is linear in it)."""
+    from attacks.key_estimation.surrogate import fit_forward, fit_targets, solve_last_layer
+    from owsd.keys import generate_key
+    from owsd.scrambler import Scrambler
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        key = generate_key(get_preset("default"), seed=3)
+    spec, e = key.spec, np.random.default_rng(0).standard_normal((4, 64)).astype(np.float32)
+    y = Scrambler(key).scramble(e, verbose=False, out_dtype=torch.float32)
+    ws = [w.clone() for w in key.weights()]
+    true_last = ws[-1].clone()
+    ws[-1].zero_()
+    t = fit_targets(spec, y, "link")
+    assert solve_last_layer(spec, ws, [None] * len(ws), torch.from_numpy(e), t)
+    assert float((ws[-1] - true_last).norm() / true_last.norm()) < 1e-3
+    pred = fit_forward(spec, ws, [None] * len(ws), torch.from_numpy(e), "link")
+    assert float(((pred - t) ** 2).sum() / ((t - t.mean(0)) ** 2).sum()) < 1e-5
+
+
+def test_float_images_are_not_clipped_like_uint8():
+    from attacks.key_estimation.linear_fit import to_link
+
+    y = np.array([[1e-4, 0.5, 1 - 1e-4]], np.float32)
+    assert np.allclose(to_link(y, "logit"), [[np.log(1e-4 / (1 - 1e-4)), 0.0, np.log((1 - 1e-4) / 1e-4)]], rtol=1e-3)
+    assert to_link(np.array([[0, 255]], np.uint8), "logit")[0, 0] == pytest.approx(np.log(0.5 / 254.5))
 
 
 # --- symmetries and validation --------------------------------------------------------------

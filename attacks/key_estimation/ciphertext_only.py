@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from attacks.base import Attack
 from attacks.key_estimation.fitting import pca_coordinates
-from attacks.key_estimation.linear_fit import link_for, to_link
+from attacks.key_estimation.linear_fit import as_unit_float, link_for, to_link
 from attacks.key_estimation.matching import (InvariantModel, candidate_features, graph_match, refine_linear,
                                              region_pixels, target_stats)
 from attacks.key_estimation.outputs import Matching
@@ -63,7 +63,7 @@ class Reidentifier:
     info: dict = field(default_factory=dict)
 
     def embed(self, images: np.ndarray) -> np.ndarray:
-        x = images.reshape(len(images), -1).astype(np.float64) / 255.0
+        x = as_unit_float(images).reshape(len(images), -1)
         e = (x - self.mean) @ self.enc.T
         d = self.spec.embedding_dim
         return np.pad(e, ((0, 0), (0, d - e.shape[1]))) if e.shape[1] < d else e
@@ -136,7 +136,7 @@ class CiphertextOnlyKeyEstimation(Attack):
         if spec is None:
             raise ValueError(f"{self.name} needs the public spec")
         aux = view.auxiliary.images
-        x = aux.reshape(len(aux), -1).astype(np.float64) / 255.0
+        x = as_unit_float(aux).reshape(len(aux), -1)
         mean, enc, _ = pca_coordinates(x, spec.embedding_dim)
         link = link_for(spec)
         regions = region_pixels(view.image_shape, p["grid"], p["pixels_per_region"], rng)

@@ -1,10 +1,12 @@
 """From (input, scrambled) pairs to a :class:`~.outputs.KeyEstimate` (shared by the attacks).
 
 * Embedding inputs, link-linear spec (``linear``): least squares per receptive-field group in
-  the logit domain (exact up to uint8 quantization).
+  the logit domain (exact up to the precision of what is sent: float32, or uint8 where a
+  channel quantizes).
 * Image inputs, or no spec (controls): reduced-rank least squares ``link(y) ≈ mean + (x - m) B V^T``
   with rank the public embedding dimension (the map factors through the embedding).
-* Otherwise: a surrogate of the public spec fitted by gradient descent with restarts; image
+* Otherwise: a surrogate of the public spec fitted by gradient descent with restarts (in the
+  logit domain for sigmoid specs, see :func:`~.surrogate.fit_surrogate`); image
   inputs enter through the attacker's own whitened PCA of the pair images (the first layer
   absorbs the unknown linear change of coordinates when the input is ``(D, 1, 1)``).
 
@@ -31,8 +33,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from attacks.key_estimation.linear_fit import (fit_affine, has_structural_offset, link_for, prior_ridge,
-                                               support_groups, to_link)
+from attacks.key_estimation.linear_fit import (as_unit_float, fit_affine, has_structural_offset, link_for,
+                                               prior_ridge, support_groups, to_link)
 from attacks.key_estimation.outputs import KeyEstimate
 from attacks.key_estimation.surrogate import fit_surrogate
 from owsd.spec import ScramblerSpec
@@ -53,9 +55,7 @@ def choose_method(spec: Optional[ScramblerSpec], method: str = "auto") -> str:
 
 
 def _flat_images(images: np.ndarray) -> np.ndarray:
-    x = np.asarray(images)
-    x = x.astype(np.float64) / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)
-    return x.reshape(len(x), -1)
+    return as_unit_float(images).reshape(len(images), -1)
 
 
 def pca_coordinates(x: np.ndarray, dim: int, *, whiten: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -93,7 +93,7 @@ def _reduced_rank(x: np.ndarray, t: np.ndarray, rank: int, ridge: float) -> tupl
 
 def estimate_from_pairs(spec: Optional[ScramblerSpec], inputs: np.ndarray, scrambled: np.ndarray, *,
                         input_kind: str, method: str = "auto", structure: str = "spec", ridge: float = -1.0,
-                        steps: int = 100, restarts: int = 1, batch_size: int = 32, lr: float = 3e-3,
+                        steps: int = 100, restarts: int = 1, batch_size: int = 32, lr: float = 0.1,
                         generator: Optional[torch.Generator] = None, verbose: bool = False,
                         score_options: Optional[dict] = None, info: Optional[dict] = None) -> KeyEstimate:
     """Estimate the key from pairs (see the module docstring for the method per case).
@@ -117,7 +117,8 @@ def estimate_from_pairs(spec: Optional[ScramblerSpec], inputs: np.ndarray, scram
             groups = support_groups(spec) if use_groups else None
             intercept = structure == "dense" or has_structural_offset(spec)
             unknowns = int((groups[0][0].size if groups else inputs.shape[1]) + intercept)
-            ridge = prior_ridge(spec, link, unknowns) if ridge < 0 else ridge
+            quantized = np.asarray(scrambled).dtype == np.uint8
+            ridge = prior_ridge(spec, link, unknowns, quantized=quantized) if ridge < 0 else ridge
             info.update(structure=structure if use_groups else "dense", intercept=intercept,
                         unknowns_per_pixel=unknowns, ridge=ridge)
             m = fit_affine(inputs, t, groups=groups, intercept=intercept, ridge=ridge)
@@ -143,5 +144,6 @@ def estimate_from_pairs(spec: Optional[ScramblerSpec], inputs: np.ndarray, scram
         extra = dict(in_mean=mean, in_basis=enc, in_decode=dec)
     w, b, fit_info = fit_surrogate(spec, coords, scrambled, steps=steps, restarts=restarts, batch_size=batch_size,
                                    lr=lr, generator=generator, verbose=verbose)
-    info.update(check_loss=fit_info["check_loss"], restarts=fit_info["restarts"], steps=steps)
+    info.update(check_loss=fit_info["check_loss"], restarts=fit_info["restarts"], steps=steps,
+                fit_domain=fit_info["domain"], fit_seconds=fit_info["seconds"])
     return KeyEstimate(kind="surrogate", spec=spec, weights=w, biases=b, **extra, **common)

@@ -57,7 +57,7 @@ def fit_kwargs(p: dict, verbose: bool) -> dict:
                 score_options={"n_invert": p["n_invert"], "invert_steps": p["invert_steps"]})
 
 
-_FIT_DEFAULTS = {"method": "auto", "structure": "spec", "ridge": -1.0, "lr": 3e-3}
+_FIT_DEFAULTS = {"method": "auto", "structure": "spec", "ridge": -1.0, "lr": 0.1}
 
 
 @register_attack
@@ -66,8 +66,10 @@ class KnownPlaintextKeyEstimation(Attack):
 
     Parameters: ``n_pairs``, ``pair_input`` (embedding|image), ``method`` (auto|linear|surrogate),
     ``structure`` (spec: receptive fields from the spec; dense: every coordinate plus an offset),
-    ``ridge`` (< 0: the MAP ridge of the spec's weight prior), and for surrogates ``steps``, ``restarts``, ``batch_size``, ``lr``; ``n_invert`` and
-    ``invert_steps`` bound the scorer's inversion work.
+    ``ridge`` (< 0: the MAP ridge of the spec's weight prior), and for surrogates ``steps``,
+    ``restarts``, ``batch_size``, ``lr`` (Adam step relative to each layer's weight scale, see
+    :func:`~.surrogate.fit_surrogate`); ``n_invert`` and ``invert_steps`` bound the scorer's
+    inversion work.
     """
 
     name = "key-known-plaintext"

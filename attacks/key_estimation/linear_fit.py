@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 LINKS = ("logit", "identity")
 _U8_LO, _U8_HI = 0.5 / 255.0, 254.5 / 255.0
+FLOAT_EPS = 1e-7
 
 
 def link_for(spec: Optional[ScramblerSpec]) -> str:
@@ -36,18 +37,29 @@ def link_for(spec: Optional[ScramblerSpec]) -> str:
     return "logit" if spec is not None and spec.normalization == "sigmoid" else "identity"
 
 
+def as_unit_float(images: np.ndarray) -> np.ndarray:
+    """Images as float64 in [0, 1]: uint8 pixels are divided by 255, floats are kept as they are
+    (OWSD sends float32 images; uint8 only where a channel quantizes)."""
+    y = np.asarray(images)
+    if y.dtype == np.uint8:
+        return y.astype(np.float64) / 255.0
+    if y.dtype.kind != "f":
+        raise TypeError(f"images must be uint8 or float in [0, 1], got dtype {y.dtype}")
+    return y.astype(np.float64)
+
+
 def to_link(images: np.ndarray, link: str) -> np.ndarray:
     """Images (uint8 or float in [0, 1]) to the link domain, flattened ``(N, P)`` float64.
 
-    uint8 values 0 and 255 are clipped to 0.5/255 and 254.5/255 before the logit.
+    Before the logit, uint8 values 0 and 255 are clipped to 0.5/255 and 254.5/255 (half a
+    quantization step); float images only to ``[FLOAT_EPS, 1 - FLOAT_EPS]`` (float32 resolution).
     """
-    y = np.asarray(images)
-    y = y.astype(np.float64) / 255.0 if y.dtype == np.uint8 else y.astype(np.float64)
-    y = y.reshape(len(y), -1)
+    u8 = np.asarray(images).dtype == np.uint8
+    y = as_unit_float(images).reshape(len(images), -1)
     if link == "identity":
         return y
     if link == "logit":
-        y = np.clip(y, _U8_LO, _U8_HI)
+        y = np.clip(y, _U8_LO, _U8_HI) if u8 else np.clip(y, FLOAT_EPS, 1.0 - FLOAT_EPS)
         return np.log(y) - np.log1p(-y)
     raise ValueError(f"unknown link {link!r}; expected one of {LINKS}")
 
@@ -113,14 +125,16 @@ def fit_affine(inputs: np.ndarray, targets_link: np.ndarray, *, groups: Optional
     return m
 
 
-def prior_ridge(spec: Optional[ScramblerSpec], link: str, unknowns: int) -> float:
+def prior_ridge(spec: Optional[ScramblerSpec], link: str, unknowns: int, *, quantized: bool = True) -> float:
     """Ridge ``noise variance / prior variance`` of the MAP estimate under the spec's public weight prior.
 
     The spec's weights are variance preserving, so each of the ``unknowns`` coefficients of a
-    pixel has prior variance about ``(gain * weight_scale)^2 / unknowns``; uint8 rounding adds
-    noise of variance ``1/(12 * 255^2)`` in the image, about 20 times that after the logit.
+    pixel has prior variance about ``(gain * weight_scale)^2 / unknowns``.  ``quantized`` (uint8
+    targets): rounding adds noise of variance ``1/(12 * 255^2)`` in the image, about 20 times
+    that after the logit; float32 targets: the rounding of float32 near 0.5 (``2^-25``).
     """
-    noise = (20.0 if link == "logit" else 1.0) / (12 * 255.0 ** 2)
+    step = 1.0 / 255.0 if quantized else 2.0 ** -25
+    noise = (20.0 if link == "logit" else 1.0) * step ** 2 / 12
     if spec is None:
         return noise
     gain = spec.gain if spec.normalization == "sigmoid" else 1.0

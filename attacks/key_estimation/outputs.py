@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from attacks.base import AttackOutput
-from attacks.key_estimation.linear_fit import from_link, to_link
-from attacks.key_estimation.surrogate import HOMOGENEOUS, predict_images, surrogate_forward
+from attacks.key_estimation.linear_fit import as_unit_float, from_link, to_link
+from attacks.key_estimation.surrogate import HOMOGENEOUS, fit_domain, fit_forward, fit_targets, predict_images
 from owsd.spec import ScramblerSpec
 
 log = logging.getLogger(__name__)
@@ -79,8 +79,7 @@ class KeyEstimate(AttackOutput):
         """The coordinates the map acts on: embeddings, or PCA coordinates of images."""
         if self.input_kind == "embedding":
             return np.asarray(inputs, np.float64)
-        x = np.asarray(inputs)
-        x = (x.astype(np.float64) / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)).reshape(len(x), -1)
+        x = as_unit_float(inputs).reshape(len(inputs), -1)
         return (x - self.in_mean) @ self.in_basis.T
 
     def decode(self, coords: np.ndarray) -> Optional[np.ndarray]:
@@ -112,8 +111,9 @@ class KeyEstimate(AttackOutput):
                n_init: int = 64) -> np.ndarray:
         """Input coordinates whose estimated scrambling best matches ``scrambled`` (least squares).
 
-        Affine estimates are inverted in closed form in the link domain; surrogates by Adam
-        from the best of ``n_init`` random embeddings.
+        ``scrambled``: float images in [0, 1] (as OWSD sends them) or uint8 pixels.  Affine
+        estimates are inverted in closed form in the link domain; surrogates by Adam in their
+        fit domain (logit for sigmoid specs) from the best of ``n_init`` random embeddings.
         """
         if self.kind == "affine":
             t = to_link(scrambled, self.link) - self.matrix[-1].astype(np.float64)
@@ -126,17 +126,18 @@ class KeyEstimate(AttackOutput):
     def _invert_surrogate(self, scrambled, *, steps, generator, n_init) -> np.ndarray:
         gen = generator or torch.Generator().manual_seed(0)
         spec = self.spec
-        y = torch.from_numpy(np.asarray(scrambled)).float()
-        y = y / 255.0 if np.asarray(scrambled).dtype == np.uint8 else y
-        y = y.reshape(len(y), -1)
+        domain = fit_domain(spec)
+        y = fit_targets(spec, scrambled, domain)
         d = spec.embedding_dim
         cand = torch.randn(n_init, d, generator=gen)
-        cy = torch.from_numpy(predict_images(spec, self.weights, self.biases, cand.numpy())).reshape(n_init, -1)
+        with torch.no_grad():
+            cy = fit_forward(spec, self.weights, self.biases, cand, domain)
         start = cand[torch.cdist(y, cy).argmin(dim=1)].clone()
         e = start.requires_grad_(True)
         opt = torch.optim.Adam([e], lr=0.05)
+        scale = float(((y - y.mean(0)) ** 2).sum(1).mean()) + 1e-30 if len(y) > 1 else float((y ** 2).sum()) + 1e-30
         for _ in range(steps):
-            loss = ((surrogate_forward(spec, self.weights, self.biases, e).reshape(len(y), -1) - y) ** 2).mean()
+            loss = ((fit_forward(spec, self.weights, self.biases, e, domain) - y) ** 2).sum(1).mean() / scale
             opt.zero_grad()
             loss.backward()
             opt.step()

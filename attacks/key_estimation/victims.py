@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import warnings
-from typing import Optional
 
 import numpy as np
 

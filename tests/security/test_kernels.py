@@ -32,13 +32,16 @@ def test_linear_reidentified_ciphertext_only(linear_victim, need):
 def test_default_resists_known_plaintext_key_estimation(default_victim, need):
     need("key-known-plaintext")
     r = run_attack("key-known-plaintext", default_victim, seed=0)
-    assert_resists(r, "functional_error", band=(1.5, 20.0))
+    # smoke budget: 24 pairs (< 64 embedding dims), 4 Adam steps after the least-squares warm start
+    # of the last layer; 1.55, 1.64, 1.69 on key/attack seeds 0, 1, 2 (a random key scores ~4)
+    assert_resists(r, "functional_error", band=(1.2, 3.0))
 
 
 def test_default_resists_chosen_plaintext_key_estimation(default_victim, need):
     need("key-chosen-plaintext")
     r = run_attack("key-chosen-plaintext", default_victim, seed=0)
-    assert_resists(r, "functional_error", band=(1.5, 20.0))
+    # smoke budget: 64 queries, 4 Adam steps; 1.53, 1.63, 1.63 on key/attack seeds 0, 1, 2
+    assert_resists(r, "functional_error", band=(1.2, 3.0))
 
 
 def test_default_resists_surrogate_transfer_inversion(default_victim, need):
