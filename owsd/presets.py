@@ -1,21 +1,25 @@
 """Named scrambler specs.
 
 * ``default``: the design that worked best in the utility study (``docs/utility-study.md``):
-  six random layers with leaky ReLU from a 64x1x1 embedding to 224x224, and a sigmoid; the
-  stack's output is small, so the images are mid-grey with pixel std ~0.005 (the cloud near
-  one operating point; the embedding's norm is kept, unlike per-image standardization), and
-  they must be sent as float32 (8-bit pixels erase most of the signal);
+  six random transposed-convolution layers without activations from a 64x1x1 embedding to
+  224x224, per-image standardized to a faint signal (pixel std 0.002, about half a grey level)
+  added to a key-derived 1/f noise texture (the ``texture`` carrier, std 0.15).  On the
+  texture the cloud responds almost linearly to the faint signal, so its 1,000 outputs keep
+  the embedding; the images must be sent as float32 (8-bit pixels erase the signal);
+* ``grey-sigmoid``: the previous default: the same stack with leaky ReLUs and a sigmoid, i.e.
+  mid-grey images of pixel std ~0.005 (the cloud at its most nonlinear operating point);
 * ``linear``: one linear transposed-convolution layer, no activation, an invertible
   elementwise output map: the weak control every attack must break;
-* ``small-signal``: the same stack, per-image standardized to pixel std 0.05 around mid-grey
-  (worse in the study);
-* ``deep-linear``: the six-layer stack without activations, standardized (worst in the study).
+* ``small-signal``: the leaky-ReLU stack, per-image standardized to pixel std 0.05 around
+  mid-grey;
+* ``deep-linear``: the six-layer stack without activations, standardized to std 0.05 around
+  mid-grey (worst in the study).
 
 Example:
     >>> get_preset("default").output_shape()
     (3, 224, 224)
-    >>> sorted(PRESETS)[:2]
-    ['deep-linear', 'default']
+    >>> sorted(PRESETS)[:3]
+    ['deep-linear', 'default', 'grey-sigmoid']
 """
 
 from __future__ import annotations
@@ -49,13 +53,19 @@ def _deep_linear() -> ScramblerSpec:
                          normalization="standardize", gain=0.05, name="deep-linear")
 
 
-def _default() -> ScramblerSpec:
+def _grey_sigmoid() -> ScramblerSpec:
     return ScramblerSpec(embedding_dim=64, input_shape=(64, 1, 1), layers=_six_layer("leaky_relu"),
-                         normalization="sigmoid", gain=1.0, name="default")
+                         normalization="sigmoid", gain=1.0, name="grey-sigmoid")
+
+
+def _default() -> ScramblerSpec:
+    return ScramblerSpec(embedding_dim=64, input_shape=(64, 1, 1), layers=_six_layer("none"),
+                         normalization="standardize", gain=0.002, carrier="texture", name="default")
 
 
 PRESETS: dict[str, Callable[[], ScramblerSpec]] = {
     "default": _default,
+    "grey-sigmoid": _grey_sigmoid,
     "linear": _linear,
     "small-signal": _small_signal,
     "deep-linear": _deep_linear,
