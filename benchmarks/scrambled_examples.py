@@ -35,7 +35,8 @@ def main() -> None:
     pick = [int(np.flatnonzero(train.labels == c)[0]) for c in (0, 3, 7)]
     emb = enc.encode(x[pick])
     names = sorted(PRESETS, key=lambda n: n != "default")
-    fig, axes = plt.subplots(len(pick), len(names) + 1, figsize=(2 * (len(names) + 1), 2 * len(pick)))
+    ncol = len(names) + 2
+    fig, axes = plt.subplots(len(pick), ncol, figsize=(2 * ncol, 2 * len(pick)))
     for i, idx in enumerate(pick):
         axes[i, 0].imshow(train.images[idx, 0], cmap="gray")
         axes[i, 0].set_title("original" if i == 0 else "", fontsize=8)
@@ -46,6 +47,11 @@ def main() -> None:
             img = Scrambler(key)(torch.from_numpy(emb[i:i + 1]))[0].permute(1, 2, 0).numpy()
             axes[i, j + 1].imshow(img)
             axes[i, j + 1].set_title(name if i == 0 else "", fontsize=8)
+            if name == "default":  # the faint signal on the carrier, stretched to be seen
+                signal = img - key.carrier().permute(1, 2, 0).numpy()
+                axes[i, -1].imshow(np.clip(0.5 + signal / (6 * signal.std()), 0, 1))
+                axes[i, -1].set_title("default minus carrier, x%.0f" % (1 / (6 * signal.std())) if i == 0 else "",
+                                      fontsize=8)
     for ax in axes.flat:
         ax.axis("off")
     fig.tight_layout()

@@ -16,6 +16,7 @@ interrupted study resumes).  The exploratory runs of 2026-11-24 whose logs are i
     python benchmarks/utility_study.py --spectra
     python benchmarks/utility_study.py --phase --json phase.json
     python benchmarks/utility_study.py --linearity --json linearity.json
+    python benchmarks/utility_study.py --plot study.json linearity.json utility_study.png
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import torch.nn.functional as F
 
 # name: (stack, kernel smoothing as a fraction of kernel size, activation, normalization, gain[, carrier])
 CONFIGS = {
-    "naive-sigmoid (default preset)": ("deep6", 0.0, "leaky_relu", "sigmoid", 1.0),
+    "naive-sigmoid (grey-sigmoid preset, the previous default)": ("deep6", 0.0, "leaky_relu", "sigmoid", 1.0),
     "std-g0.25": ("deep6", 0.0, "leaky_relu", "standardize", 0.25),
     "std-g0.05 (small-signal preset)": ("deep6", 0.0, "leaky_relu", "standardize", 0.05),
     "std-g0.01": ("deep6", 0.0, "leaky_relu", "standardize", 0.01),
@@ -47,8 +48,9 @@ CONFIGS = {
     "deep6-linear-g0.005": ("deep6", 0.0, "none", "standardize", 0.005),
     "std-g0.005": ("deep6", 0.0, "leaky_relu", "standardize", 0.005),
     "tile7-linear-g0.005 (period-32 texture, low contrast)": ("tile7", 0.0, "none", "standardize", 0.005),
+    "texture-carrier-linear-g0.002 (default preset)": ("deep6", 0.0, "none", "standardize", 0.002, "texture"),
     "texture-carrier-linear-g0.005": ("deep6", 0.0, "none", "standardize", 0.005, "texture"),
-    "texture-carrier-linear-g0.002": ("deep6", 0.0, "none", "standardize", 0.002, "texture"),
+    "texture-carrier-linear-g0.001": ("deep6", 0.0, "none", "standardize", 0.001, "texture"),
     "texture-carrier-linear-g0.02": ("deep6", 0.0, "none", "standardize", 0.02, "texture"),
     "texture-carrier-lrelu-g0.005": ("deep6", 0.0, "leaky_relu", "standardize", 0.005, "texture"),
 }
@@ -268,6 +270,41 @@ def linearity(*, n: int = 16, seed: int = 0) -> list[dict]:
     return rows
 
 
+def plot(study: Path, linearity_json: Path, out: Path) -> None:
+    """Two panels: accuracy per design (with baselines), and the cloud's linearity per operating point."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = json.loads(study.read_text())
+    rows = sorted(d["configs"].items(), key=lambda kv: kv[1]["logreg_C1"])
+    lin = json.loads(linearity_json.read_text())["linearity"]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(15, 6.5), gridspec_kw={"width_ratios": [1.25, 1]})
+    colors = ["tab:green" if "texture-carrier" in k else "tab:gray" for k, _ in rows]
+    a.barh(range(len(rows)), [v["logreg_C1"] for _, v in rows], color=colors)
+    a.set_yticks(range(len(rows)), [k for k, _ in rows], fontsize=7)
+    for name, val, style in (("embedding", d["baselines"]["embedding_logreg"], "--"),
+                             ("plaintext", d["baselines"]["plaintext_logreg"], ":"),
+                             ("chance", d["baselines"]["chance"], "-.")):
+        a.axvline(val, color="k", ls=style, lw=1, label=f"{name} {val:.3f}")
+    a.set_xlabel("accuracy of a logistic regression on the 1,000 log-probabilities")
+    a.set_title("MNIST, 2,000 train / 1,000 test (green: texture carrier)")
+    a.legend(loc="lower right", fontsize=8)
+    for point in dict.fromkeys(r["operating_point"] for r in lin):
+        pts = [r for r in lin if r["operating_point"] == point]
+        b.loglog([r["contrast"] for r in pts], [r["logprob_change"] for r in pts], "o-", label=point)
+    xs = np.array([5e-5, 1.5e-2])
+    b.loglog(xs, 0.0061 * xs / 5e-5, "k:", lw=1, label="slope 1 (linear response)")
+    b.set_xlabel("pixel std of the scrambled signal (contrast)")
+    b.set_ylabel("mean L2 change of the 1,000 log-probabilities")
+    b.set_title("the cloud's response around each operating point")
+    b.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data-dir", type=Path)
@@ -277,9 +314,14 @@ def main() -> int:
     ap.add_argument("--spectra", action="store_true")
     ap.add_argument("--phase", action="store_true", help="position vs content sensitivity of the cloud")
     ap.add_argument("--linearity", action="store_true", help="linearity of the cloud at several operating points")
+    ap.add_argument("--plot", nargs=3, type=Path, metavar=("STUDY_JSON", "LINEARITY_JSON", "OUT_PNG"),
+                    help="draw the study figure from saved results")
     a = ap.parse_args()
     if a.spectra:
         spectra()
+        return 0
+    if a.plot:
+        plot(*a.plot)
         return 0
     if a.phase or a.linearity:
         from owsd.io import atomic_write_json
