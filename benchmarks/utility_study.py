@@ -192,7 +192,7 @@ def phase_sensitivity(*, n: int = 64, seed: int = 0) -> list[dict]:
         return float((d.argmin(1) == np.arange(len(orig))).mean())
 
     rows = []
-    for preset in ("default", "small-signal", "linear", "deep-linear"):
+    for preset in ("default", "grey-sigmoid", "small-signal", "linear", "deep-linear"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # seeded key
             s = Scrambler(generate_key(get_preset(preset), seed=seed))
