@@ -57,7 +57,7 @@ class RunConfig:
     output_sizes: tuple[int, ...] = (10, 100, 1000)
     n_train: Optional[int] = None
     n_test: Optional[int] = None
-    key: Optional[str | Path] = None
+    key: Optional[str | Path | Key] = None
     seed: Optional[int] = None
     preset: str = "default"
     spec: Optional[str | Path] = None
@@ -71,7 +71,9 @@ class RunConfig:
 
 
 def resolve_key(cfg: RunConfig) -> Key:
-    """The key of a run: from ``cfg.key`` (a file), else a new one (seeded if ``cfg.seed``)."""
+    """The key of a run: ``cfg.key`` (a :class:`Key` or a key file), else a new one (seeded if ``cfg.seed``)."""
+    if isinstance(cfg.key, Key):
+        return cfg.key
     if cfg.key is not None:
         return Key.load(cfg.key)
     from owsd.spec import ScramblerSpec

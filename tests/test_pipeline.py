@@ -75,6 +75,17 @@ def test_interrupted_cache_resumes(tmp_path, monkeypatch):
     assert chunks[1].stat().st_size > 100
 
 
+def test_run_accepts_a_key_object(tmp_path):
+    from owsd.keys import generate_key
+    from owsd.pipeline import resolve_key
+    from owsd.presets import get_preset
+
+    key = generate_key(get_preset("linear"))  # secret, not seeded
+    assert resolve_key(RunConfig(key=key)) is key
+    key.save(tmp_path / "k.json")
+    assert resolve_key(RunConfig(key=tmp_path / "k.json")).fingerprint == key.fingerprint
+
+
 def test_key_and_cloud_size_mismatch(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SeededKeyWarning)
