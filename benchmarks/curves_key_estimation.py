@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/curves_key_estimation.py --data-dir ../shared/data --out /tmp/keycurves
-    # one longer surrogate fit of the default spec (known pairs only):
+    # one longer surrogate fit of the grey-sigmoid spec (known pairs only):
     python benchmarks/curves_key_estimation.py --data-dir ../shared/data --out /tmp/keylong \\
         --parts default-known --surrogate-points 1024 --steps 1500
 """
@@ -56,12 +56,16 @@ def main() -> None:
     ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--dataset", default="mnist")
     ap.add_argument("--out", type=Path, default=Path("docs/figures"))
-    ap.add_argument("--steps", type=int, default=400, help="surrogate Adam steps for the default spec")
+    ap.add_argument("--preset", default="grey-sigmoid",
+                    help="the nonlinear spec attacked by surrogate fits and ciphertext-only (the docs' figures: "
+                         "grey-sigmoid, which was the default preset when they were measured)")
+    ap.add_argument("--steps", type=int, default=400, help="surrogate Adam steps for the nonlinear spec")
     ap.add_argument("--restarts", type=int, default=1, help="surrogate restarts for the default spec")
     ap.add_argument("--surrogate-points", type=int, nargs="+", default=[64, 256, 1024],
                     help="pairs / queries at which the default spec's surrogate is fitted")
     ap.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
-                    help="what to run (all by default); figures are drawn from what was run")
+                    help="what to run (all by default; default-* are the surrogate fits of --preset); "
+                         "figures are drawn from what was run")
     ap.add_argument("--replot", type=Path, nargs="+", default=None, metavar="JSON",
                     help="run nothing: redraw the figures into --out from key_curves.json files, the first "
                          "the main run, the others (--parts default-known runs) added as longer fits")
@@ -72,7 +76,13 @@ def main() -> None:
             more = json.loads(extra.read_text())
             for label, pts in more["known_plaintext"].items():
                 res["known_plaintext"][f"{label}, {more['args']['steps']} steps"] = pts
+        # runs made before --preset existed name the sigmoid spec "default" (it was, then)
+        name = res.get("args", {}).get("preset", args.preset)
+        for part in ("known_plaintext", "chosen_plaintext", "ciphertext_only"):
+            res[part] = {(name + k[len("default"):] if k.startswith("default") else k): v
+                         for k, v in res[part].items()}
         args.out.mkdir(parents=True, exist_ok=True)
+        res.setdefault("args", {})["preset"] = name
         plot(res, args.out, [16, 32, 64, 128, 256])
         return
     import torch
@@ -85,7 +95,7 @@ def main() -> None:
     t0 = time.time()
     res: dict = {"machine": "2-core shared CPU, no GPU", "date": "2026-11-24", "args": {
         "steps": args.steps, "restarts": args.restarts, "surrogate_points": args.surrogate_points,
-        "parts": args.parts}}
+        "parts": args.parts, "preset": args.preset}}
     res.update(known_plaintext={}, known_plaintext_images={}, chosen_plaintext={}, ciphertext_only={})
     n_priv = max(256, max(args.surrogate_points))
     lin = small_victim(preset="linear", seed=0, n_private=256, n_public=1000, n_heldout=64, **kw)
@@ -100,23 +110,23 @@ def main() -> None:
         res["chosen_plaintext"]["linear (Hadamard design)"] = error_vs_queries(
             lin, [16, 32, 48, 63, 64, 96, 128], n_invert=16)
     if "default-known" in args.parts or "default-chosen" in args.parts:
-        dft = small_victim(preset="default", seed=0, n_private=n_priv, n_public=1000, n_heldout=64, **kw)
+        dft = small_victim(preset=args.preset, seed=0, n_private=n_priv, n_public=1000, n_heldout=64, **kw)
         if "default-known" in args.parts:
-            res["known_plaintext"]["default (surrogate GD)"] = error_vs_pairs(dft, args.surrogate_points, **sur)
+            res["known_plaintext"][f"{args.preset} (surrogate GD)"] = error_vs_pairs(dft, args.surrogate_points, **sur)
         if "default-chosen" in args.parts:
-            res["chosen_plaintext"]["default (surrogate GD)"] = error_vs_queries(dft, args.surrogate_points, **sur)
+            res["chosen_plaintext"][f"{args.preset} (surrogate GD)"] = error_vs_queries(dft, args.surrogate_points, **sur)
         del dft  # its scrambled private images are large; ciphertext-only uses 256 private images
     pools = [16, 32, 64, 128, 256]
     if "ciphertext" in args.parts:
-        dco = small_victim(preset="default", seed=0, n_private=256, n_public=1000, n_heldout=64, **kw)
+        dco = small_victim(preset=args.preset, seed=0, n_private=256, n_public=1000, n_heldout=64, **kw)
 
         def fresh(preset: str) -> Victim:
             return Victim(dataset=dco.dataset, channel=FreshKeyChannel(dco.encoder, get_preset(preset), seed=0),
                           private=dco.private, public=dco.public, heldout=dco.heldout)
         co = dict(n_aux=1000, n_keys=12, n_train=64, trials=2, restarts=4, refine=5)
         res["ciphertext_only"] = {
-            "linear": reid_vs_pool(lin, pools, **co), "default": reid_vs_pool(dco, pools, **co),
-            "default, fresh key per image (norm leak)": reid_vs_pool(fresh("default"), pools, **co),
+            "linear": reid_vs_pool(lin, pools, **co), args.preset: reid_vs_pool(dco, pools, **co),
+            f"{args.preset}, fresh key per image (norm leak)": reid_vs_pool(fresh(args.preset), pools, **co),
             "small-signal, fresh key per image (negative control)": reid_vs_pool(fresh("small-signal"), pools, **co)}
     res["total_seconds"] = time.time() - t0
     (args.out / "key_curves.json").write_text(json.dumps(res, indent=1, default=float))
@@ -134,9 +144,9 @@ def plot(res: dict, out: Path, pools: list) -> None:
     axes[1].set_title("chosen-plaintext (MNIST)")
     ax = axes[2]
     series = {f"known pairs, {label}" + ("" if "steps" in label else f", {steps} steps"): pts
-              for label, pts in res["known_plaintext"].items() if label.startswith("default")}
+              for label, pts in res["known_plaintext"].items() if not label.startswith("linear")}
     series.update({f"chosen queries, {label}, {steps} steps": pts
-                   for label, pts in res["chosen_plaintext"].items() if label.startswith("default")})
+                   for label, pts in res["chosen_plaintext"].items() if not label.startswith("linear")})
     for label, pts in series.items():
         xs, ys = [p["n"] for p in pts], [p["functional_error"] for p in pts]
         ax.errorbar(xs, ys, yerr=[[y - p["ci"][0] for y, p in zip(ys, pts)], [p["ci"][1] - y for y, p in zip(ys, pts)]],
@@ -146,7 +156,7 @@ def plot(res: dict, out: Path, pools: list) -> None:
     ax.set_ylim(0, 1.3)
     ax.set_xlabel("pairs or queries")
     ax.set_ylabel("functional error (linear scale)")
-    ax.set_title("default spec: surrogate fit (MNIST)")
+    ax.set_title(f"{res.get('args', {}).get('preset', 'grey-sigmoid')} spec: surrogate fit (MNIST)")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "key_functional_error.png", dpi=90)

@@ -120,12 +120,12 @@ def test_ciphertext_only_at_chance_without_fixed_key():
     assert lo <= 1 / 16 <= hi and r.p_values["reid_accuracy"] > 0.01, r.metrics
 
 
-# --- the nonlinear default spec ------------------------------------------------------------
-def test_surrogate_on_default_spec_fits_float_images_in_the_link_domain():
+# --- the nonlinear sigmoid spec (grey-sigmoid, the default until 2026-11-24 06:19) ------------
+def test_surrogate_on_grey_sigmoid_spec_fits_float_images_in_the_link_domain():
     """The attacker receives float32 images (OWSD's channel); the fit must not treat them as uint8.
     (Dividing them by 255 gave functional errors of ~1e4 on the default spec.)  With the least-squares
     warm start the fit is near the constant predictor even after 2 steps, far below a random key."""
-    v = small_victim(dataset="digits", preset="default", seed=0, n_private=24, n_public=8, n_heldout=8)
+    v = small_victim(dataset="digits", preset="grey-sigmoid", seed=0, n_private=24, n_public=8, n_heldout=8)
     assert v.private_scrambled().dtype == np.float32
     r = KnownPlaintextKeyEstimation(n_pairs=16, seed=0, verbose=False, steps=2, batch_size=4, n_invert=2,
                                     invert_steps=1)(v)
@@ -145,7 +145,7 @@ def test_last_layer_least_squares_is_exact_given_the_other_layers():
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        key = generate_key(get_preset("default"), seed=3)
+        key = generate_key(get_preset("grey-sigmoid"), seed=3)
     spec, e = key.spec, np.random.default_rng(0).standard_normal((4, 64)).astype(np.float32)
     y = Scrambler(key).scramble(e, verbose=False, out_dtype=torch.float32)
     ws = [w.clone() for w in key.weights()]
