@@ -28,7 +28,8 @@ from attacks.victim import Victim  # noqa: E402
 from owsd.presets import get_preset  # noqa: E402
 
 log = logging.getLogger("curves")
-PARTS = ("linear", "default-known", "default-chosen", "ciphertext")
+PARTS = ("linear", "default-known", "default-chosen", "ciphertext-default", "grey-sigmoid-known",
+         "grey-sigmoid-chosen", "ciphertext")
 
 
 def _err_plot(ax, series: dict, xlabel: str) -> None:
@@ -40,9 +41,11 @@ def _err_plot(ax, series: dict, xlabel: str) -> None:
         ax.errorbar(xs, ys, yerr=[[y - l for y, l in zip(ys, lo)], [h - y for y, h in zip(ys, hi)]], marker="o",
                     capsize=2, label=label)
     ax.axhline(1.0, color="grey", ls="--", lw=1, label="chance: constant predictor")
-    rk = [p["chance_random_key"] for pts in series.values() for p in pts if p.get("chance_random_key")]
+    # the default's random key has another carrier (error ~1e4): only the carrier-free specs' line is drawn
+    rk = [p["chance_random_key"] for label, pts in series.items() if not label.startswith("default")
+          for p in pts if p.get("chance_random_key")]
     if rk:
-        ax.axhline(sum(rk) / len(rk), color="k", ls=":", lw=1, label="chance: random key of the spec")
+        ax.axhline(sum(rk) / len(rk), color="k", ls=":", lw=1, label="chance: random key (linear, grey-sigmoid)")
     ax.axhline(1e-4, color="red", ls="-.", lw=1, label="1e-4")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
@@ -57,32 +60,37 @@ def main() -> None:
     ap.add_argument("--dataset", default="mnist")
     ap.add_argument("--out", type=Path, default=Path("docs/figures"))
     ap.add_argument("--preset", default="grey-sigmoid",
-                    help="the nonlinear spec attacked by surrogate fits and ciphertext-only (the docs' figures: "
-                         "grey-sigmoid, which was the default preset when they were measured)")
-    ap.add_argument("--steps", type=int, default=400, help="surrogate Adam steps for the nonlinear spec")
-    ap.add_argument("--restarts", type=int, default=1, help="surrogate restarts for the default spec")
+                    help="--replot only: the name given to 'default' series of JSON files made before "
+                         "2026-11-24 06:19 (9b0b769), when 'default' was the sigmoid spec now called grey-sigmoid")
+    ap.add_argument("--steps", type=int, default=400, help="surrogate Adam steps for grey-sigmoid")
+    ap.add_argument("--restarts", type=int, default=1, help="surrogate restarts for grey-sigmoid")
     ap.add_argument("--surrogate-points", type=int, nargs="+", default=[64, 256, 1024],
-                    help="pairs / queries at which the default spec's surrogate is fitted")
+                    help="pairs / queries at which the grey-sigmoid surrogate is fitted")
     ap.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
-                    help="what to run (all by default; default-* are the surrogate fits of --preset); "
-                         "figures are drawn from what was run")
+                    help="what to run (all by default; default-* and ciphertext-default: the current default "
+                         "preset; grey-sigmoid-*: surrogate fits of the previous default); figures are drawn "
+                         "from what was run")
     ap.add_argument("--replot", type=Path, nargs="+", default=None, metavar="JSON",
                     help="run nothing: redraw the figures into --out from key_curves.json files, the first "
-                         "the main run, the others (--parts default-known runs) added as longer fits")
+                         "the main run, the others added (surrogate series labelled with their steps)")
     args = ap.parse_args()
     if args.replot:
-        res = json.loads(args.replot[0].read_text())
+        def load(path: Path) -> dict:
+            r = json.loads(path.read_text())
+            if "preset" not in r.get("args", {}):  # made before 9b0b769: "default" was the sigmoid spec
+                for part in ("known_plaintext", "chosen_plaintext", "ciphertext_only"):
+                    r[part] = {(args.preset + k[len("default"):] if k.startswith("default") else k): v
+                               for k, v in r.get(part, {}).items()}
+            return r
+        res = load(args.replot[0])
         for extra in args.replot[1:]:
-            more = json.loads(extra.read_text())
+            more = load(extra)
             for label, pts in more["known_plaintext"].items():
-                res["known_plaintext"][f"{label}, {more['args']['steps']} steps"] = pts
-        # runs made before --preset existed name the sigmoid spec "default" (it was, then)
-        name = res.get("args", {}).get("preset", args.preset)
-        for part in ("known_plaintext", "chosen_plaintext", "ciphertext_only"):
-            res[part] = {(name + k[len("default"):] if k.startswith("default") else k): v
-                         for k, v in res[part].items()}
+                suffix = f", {more['args']['steps']} steps" if "surrogate" in label else ""
+                res["known_plaintext"][label + suffix] = pts
+            for part in ("known_plaintext_images", "chosen_plaintext", "ciphertext_only"):
+                res[part].update({k: v for k, v in more.get(part, {}).items() if k not in res[part]})
         args.out.mkdir(parents=True, exist_ok=True)
-        res.setdefault("args", {})["preset"] = name
         plot(res, args.out, [16, 32, 64, 128, 256])
         return
     import torch
@@ -95,10 +103,11 @@ def main() -> None:
     t0 = time.time()
     res: dict = {"machine": "2-core shared CPU, no GPU", "date": "2026-11-24", "args": {
         "steps": args.steps, "restarts": args.restarts, "surrogate_points": args.surrogate_points,
-        "parts": args.parts, "preset": args.preset}}
+        "parts": args.parts, "preset": "default = linear standardized texture carrier (9b0b769)"}}
     res.update(known_plaintext={}, known_plaintext_images={}, chosen_plaintext={}, ciphertext_only={})
     n_priv = max(256, max(args.surrogate_points))
-    lin = small_victim(preset="linear", seed=0, n_private=256, n_public=1000, n_heldout=64, **kw)
+    lin = (small_victim(preset="linear", seed=0, n_private=256, n_public=1000, n_heldout=64, **kw)
+           if "linear" in args.parts or "ciphertext" in args.parts else None)
     sur = dict(steps=args.steps, restarts=args.restarts, batch_size=32, n_invert=8, invert_steps=30)
     if "linear" in args.parts:
         res["known_plaintext"].update({
@@ -110,24 +119,42 @@ def main() -> None:
         res["chosen_plaintext"]["linear (Hadamard design)"] = error_vs_queries(
             lin, [16, 32, 48, 63, 64, 96, 128], n_invert=16)
     if "default-known" in args.parts or "default-chosen" in args.parts:
-        dft = small_victim(preset=args.preset, seed=0, n_private=n_priv, n_public=1000, n_heldout=64, **kw)
+        dft = small_victim(preset="default", seed=0, n_private=512, n_public=16, n_heldout=64, **kw)
         if "default-known" in args.parts:
-            res["known_plaintext"][f"{args.preset} (surrogate GD)"] = error_vs_pairs(dft, args.surrogate_points, **sur)
+            res["known_plaintext"]["default (standardized estimator)"] = error_vs_pairs(
+                dft, [64, 66, 67, 70, 80, 100, 128, 256], n_invert=16)
+            res["known_plaintext_images"]["default, image pairs (standardized, own PCA)"] = error_vs_pairs(
+                dft, [128, 256, 512], pair_input="image", n_invert=16)
         if "default-chosen" in args.parts:
-            res["chosen_plaintext"][f"{args.preset} (surrogate GD)"] = error_vs_queries(dft, args.surrogate_points, **sur)
-        del dft  # its scrambled private images are large; ciphertext-only uses 256 private images
+            res["chosen_plaintext"]["default (zero + Hadamard + random signs)"] = error_vs_queries(
+                dft, [32, 64, 65, 66, 67, 70, 128], n_invert=16)
+        del dft
+    if "grey-sigmoid-known" in args.parts or "grey-sigmoid-chosen" in args.parts:
+        gsg = small_victim(preset="grey-sigmoid", seed=0, n_private=n_priv, n_public=1000, n_heldout=64, **kw)
+        if "grey-sigmoid-known" in args.parts:
+            res["known_plaintext"]["grey-sigmoid (surrogate GD)"] = error_vs_pairs(gsg, args.surrogate_points, **sur)
+        if "grey-sigmoid-chosen" in args.parts:
+            res["chosen_plaintext"]["grey-sigmoid (surrogate GD)"] = error_vs_queries(gsg, args.surrogate_points, **sur)
+        del gsg  # its scrambled private images are large; ciphertext-only uses 256 private images
     pools = [16, 32, 64, 128, 256]
-    if "ciphertext" in args.parts:
-        dco = small_victim(preset=args.preset, seed=0, n_private=256, n_public=1000, n_heldout=64, **kw)
+    co = dict(n_aux=1000, n_keys=12, n_train=64, trials=2, restarts=4, refine=5)
 
-        def fresh(preset: str) -> Victim:
-            return Victim(dataset=dco.dataset, channel=FreshKeyChannel(dco.encoder, get_preset(preset), seed=0),
-                          private=dco.private, public=dco.public, heldout=dco.heldout)
-        co = dict(n_aux=1000, n_keys=12, n_train=64, trials=2, restarts=4, refine=5)
-        res["ciphertext_only"] = {
-            "linear": reid_vs_pool(lin, pools, **co), args.preset: reid_vs_pool(dco, pools, **co),
-            f"{args.preset}, fresh key per image (norm leak)": reid_vs_pool(fresh(args.preset), pools, **co),
-            "small-signal, fresh key per image (negative control)": reid_vs_pool(fresh("small-signal"), pools, **co)}
+    def fresh(base: Victim, preset: str) -> Victim:
+        return Victim(dataset=base.dataset, channel=FreshKeyChannel(base.encoder, get_preset(preset), seed=0),
+                      private=base.private, public=base.public, heldout=base.heldout)
+    if "ciphertext-default" in args.parts:
+        dco = small_victim(preset="default", seed=0, n_private=256, n_public=1000, n_heldout=8, **kw)
+        res["ciphertext_only"].update({
+            "default (carrier = mean of targets)": reid_vs_pool(dco, pools, **co),
+            "default, fresh key per image (negative control)": reid_vs_pool(fresh(dco, "default"), pools, **co)})
+        del dco
+    if "ciphertext" in args.parts:
+        gco = small_victim(preset="grey-sigmoid", seed=0, n_private=256, n_public=1000, n_heldout=64, **kw)
+        res["ciphertext_only"].update({
+            "linear": reid_vs_pool(lin, pools, **co), "grey-sigmoid": reid_vs_pool(gco, pools, **co),
+            "grey-sigmoid, fresh key per image (norm leak)": reid_vs_pool(fresh(gco, "grey-sigmoid"), pools, **co),
+            "small-signal, fresh key per image (negative control)": reid_vs_pool(fresh(gco, "small-signal"), pools,
+                                                                                 **co)})
     res["total_seconds"] = time.time() - t0
     (args.out / "key_curves.json").write_text(json.dumps(res, indent=1, default=float))
     plot(res, args.out, pools)
@@ -144,9 +171,9 @@ def plot(res: dict, out: Path, pools: list) -> None:
     axes[1].set_title("chosen-plaintext (MNIST)")
     ax = axes[2]
     series = {f"known pairs, {label}" + ("" if "steps" in label else f", {steps} steps"): pts
-              for label, pts in res["known_plaintext"].items() if not label.startswith("linear")}
+              for label, pts in res["known_plaintext"].items() if "surrogate" in label}
     series.update({f"chosen queries, {label}, {steps} steps": pts
-                   for label, pts in res["chosen_plaintext"].items() if not label.startswith("linear")})
+                   for label, pts in res["chosen_plaintext"].items() if "surrogate" in label})
     for label, pts in series.items():
         xs, ys = [p["n"] for p in pts], [p["functional_error"] for p in pts]
         ax.errorbar(xs, ys, yerr=[[y - p["ci"][0] for y, p in zip(ys, pts)], [p["ci"][1] - y for y, p in zip(ys, pts)]],
@@ -156,7 +183,7 @@ def plot(res: dict, out: Path, pools: list) -> None:
     ax.set_ylim(0, 1.3)
     ax.set_xlabel("pairs or queries")
     ax.set_ylabel("functional error (linear scale)")
-    ax.set_title(f"{res.get('args', {}).get('preset', 'grey-sigmoid')} spec: surrogate fit (MNIST)")
+    ax.set_title("grey-sigmoid (the previous default): surrogate fit (MNIST)")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "key_functional_error.png", dpi=90)

@@ -8,6 +8,13 @@ public spec, scrambles public images under each, and learns key-invariant statis
 scrambled targets to candidates by graph matching plus a unary term (Hungarian projection),
 then (4) fits a linear surrogate key on the matched pairs and re-assigns, ``refine`` times.
 
+Specs with a carrier (the ``default`` preset: a secret image common to every scrambled image,
+plus a faint signal linear in the embedding up to a per-image scale): the carrier dominates
+every image and would make all of them look alike, so it is estimated by the mean of the
+scrambled images and subtracted first (the targets' mean for the victim; each random key's
+own mean while learning), and the refinement fits directions (unit-norm residuals against
+unit-norm embeddings), as the per-image standardization forgets the norm.
+
 The re-identification challenge (targets against their shuffled originals, pool size K,
 chance 1/K) is set by the scorer (:func:`~.scoring.score_matching`): the attacker's view only
 holds a disjoint public pool, so the candidates are handed to :meth:`Reidentifier.match`.
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 import torch
@@ -46,6 +54,11 @@ from owsd.spec import ScramblerSpec
 log = logging.getLogger(__name__)
 
 
+def _carrier_estimate(images: np.ndarray) -> np.ndarray:
+    """The carrier common to all images of one key: their mean (float64)."""
+    return as_unit_float(images).mean(0)
+
+
 @dataclass
 class Reidentifier:
     """The attacker's state after learning: its PCA, the invariant model, the targets' statistics."""
@@ -61,6 +74,13 @@ class Reidentifier:
     restarts: int
     refine_pixels: np.ndarray
     info: dict = field(default_factory=dict)
+    carrier: Optional[np.ndarray] = None
+
+    def residuals(self, y: np.ndarray) -> np.ndarray:
+        """Scrambled images minus the estimated carrier (unchanged when the spec has none)."""
+        if self.carrier is None:
+            return y
+        return as_unit_float(y) - self.carrier
 
     def embed(self, images: np.ndarray) -> np.ndarray:
         x = as_unit_float(images).reshape(len(images), -1)
@@ -70,7 +90,7 @@ class Reidentifier:
 
     def match(self, target_indices: np.ndarray, candidates: np.ndarray, *, rng: np.random.Generator) -> np.ndarray:
         """For each target index, the index of the candidate original it is matched to."""
-        y = self.targets[np.asarray(target_indices)]
+        y = self.residuals(self.targets[np.asarray(target_indices)])
         su, sp = target_stats(y, self.link, self.regions)
         e = self.embed(candidates)
         pu, pp = self.model.predict(*candidate_features(e, self.spec.input_shape))
@@ -79,6 +99,10 @@ class Reidentifier:
         perm = graph_match(list(sp), list(pp), list(w), u, rng=rng, restarts=self.restarts)
         if self.refine and len(y) > 2 * (e.shape[1] + 1):
             t = to_link(y, self.link)[:, self.refine_pixels]
+            if self.carrier is not None:  # standardized: directions only
+                t = t - t.mean(1, keepdims=True)
+                t = t / (np.linalg.norm(t, axis=1, keepdims=True) + 1e-300)
+                e = e / (np.linalg.norm(e, axis=1, keepdims=True) + 1e-300)
             perm = refine_linear(t, e, perm, iters=self.refine)
         return perm
 
@@ -144,12 +168,15 @@ class CiphertextOnlyKeyEstimation(Attack):
                             link=link, refine=p["refine"], restarts=p["restarts"],
                             refine_pixels=np.sort(rng.choice(int(np.prod(view.image_shape)),
                                                              min(8192, int(np.prod(view.image_shape))),
-                                                             replace=False)))
+                                                             replace=False)),
+                            carrier=_carrier_estimate(view.targets) if spec.carrier != "none" else None)
         feats, stats = [], []
         for _ in tqdm(range(p["n_keys"]), desc="random keys", disable=not self.verbose):
             idx = rng.choice(len(aux), min(p["n_train"], len(aux)), replace=False)
             e = reid.embed(aux[idx]).astype(np.float32)
             y = Scrambler(Key(spec=spec, secret=rng.bytes(SECRET_BYTES))).scramble(e, verbose=False)
+            if spec.carrier != "none":  # the key's own carrier, estimated as for the targets
+                y = as_unit_float(y) - _carrier_estimate(y)
             feats.append(candidate_features(e, spec.input_shape))
             stats.append(target_stats(y, link, regions))
         reid.model = InvariantModel.fit(feats, stats)

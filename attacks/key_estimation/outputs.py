@@ -1,8 +1,10 @@
 """What key-estimation attacks return: an estimated key, or a re-identification procedure.
 
 * :class:`KeyEstimate`: a functional estimate of the victim's scrambler, either an affine map
-  in a link domain (``kind="affine"``, exact for link-linear specs) or weights of a surrogate
-  of the public spec (``kind="surrogate"``).  It can predict scrambled images for new inputs
+  in a link domain (``kind="affine"``, exact for link-linear specs), a linear map and carrier
+  under per-image standardization (``kind="standardized"``, exact for linear standardized specs
+  such as ``default``, see :mod:`.standardized`) or weights of a surrogate of the public spec
+  (``kind="surrogate"``).  It can predict scrambled images for new inputs
   and invert scrambled images back to inputs; the scorer (:mod:`.scoring`) grades both.
 * :class:`Matching`: a ciphertext-only re-identifier; the scorer sets it re-identification
   challenges (scrambled targets against shuffled candidate originals) of growing pool size.
@@ -29,12 +31,13 @@ import torch
 
 from attacks.base import AttackOutput
 from attacks.key_estimation.linear_fit import as_unit_float, from_link, to_link
+from attacks.key_estimation.standardized import invert_standardized, predict_standardized
 from attacks.key_estimation.surrogate import HOMOGENEOUS, fit_domain, fit_forward, fit_targets, predict_images
 from owsd.spec import ScramblerSpec
 
 log = logging.getLogger(__name__)
 
-KINDS = ("affine", "surrogate")
+KINDS = ("affine", "standardized", "surrogate")
 
 
 @dataclass
@@ -42,7 +45,10 @@ class KeyEstimate(AttackOutput):
     """An estimated scrambler (see the module docstring).
 
     Attributes:
-        kind: ``affine`` (``matrix`` in the ``link`` domain) or ``surrogate`` (``weights`` of ``spec``).
+        kind: ``affine`` (``matrix`` in the ``link`` domain), ``standardized`` (``matrix``: rows
+            acting on the input features, then the carrier; images are
+            ``clip(carrier + spec.gain * standardize(features @ rows))``; image inputs get a
+            constant feature appended) or ``surrogate`` (``weights`` of ``spec``).
         input_kind: ``embedding`` or ``image`` (images enter as ``(x - in_mean) @ in_basis.T``,
             coordinates of the attacker's own choosing; ``in_decode`` maps them back).
         output_shape: ``(C, H, W)`` of the scrambled images.
@@ -69,8 +75,10 @@ class KeyEstimate(AttackOutput):
             raise ValueError(f"KeyEstimate.kind must be one of {KINDS}, got {self.kind!r}")
         if self.input_kind not in ("embedding", "image"):
             raise ValueError(f"KeyEstimate.input_kind must be 'embedding' or 'image', got {self.input_kind!r}")
-        if self.kind == "affine" and self.matrix is None:
-            raise ValueError("an affine KeyEstimate needs its matrix")
+        if self.kind in ("affine", "standardized") and self.matrix is None:
+            raise ValueError(f"an {self.kind} KeyEstimate needs its matrix")
+        if self.kind == "standardized" and self.spec is None:
+            raise ValueError("a standardized KeyEstimate needs the spec (its gain)")
         if self.kind == "surrogate" and (self.weights is None or self.spec is None):
             raise ValueError("a surrogate KeyEstimate needs the spec and its weights")
 
@@ -89,6 +97,13 @@ class KeyEstimate(AttackOutput):
         dec = self.in_decode if self.in_decode is not None else self.in_basis
         return np.clip(np.asarray(coords) @ dec + self.in_mean, 0.0, 1.0)
 
+    def features(self, inputs: np.ndarray) -> np.ndarray:
+        """What a standardized estimate's rows act on: the coordinates, plus a constant for images."""
+        c = self.coords(inputs)
+        if self.matrix.shape[0] - 1 == c.shape[1] + 1:
+            c = np.concatenate([c, np.ones((len(c), 1))], axis=1)
+        return c
+
     # --- forward ------------------------------------------------------------------------
     def predict_link(self, inputs: np.ndarray) -> np.ndarray:
         """Link-domain outputs ``(N, P)`` of an affine estimate."""
@@ -99,6 +114,10 @@ class KeyEstimate(AttackOutput):
 
     def predict(self, inputs: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
         """Scrambled images ``(N, C, H, W)`` float in [0, 1] the estimate gives for ``inputs``."""
+        if self.kind == "standardized":
+            out = predict_standardized(self.matrix, self.features(inputs), gain=float(self.spec.gain),
+                                       batch_size=batch_size)
+            return out.reshape(len(inputs), *self.output_shape).astype(np.float32)
         if self.kind == "affine":
             out = [from_link(self.predict_link(inputs[s:s + batch_size]), self.link)
                    for s in range(0, len(inputs), batch_size)]
@@ -114,7 +133,15 @@ class KeyEstimate(AttackOutput):
         ``scrambled``: float images in [0, 1] (as OWSD sends them) or uint8 pixels.  Affine
         estimates are inverted in closed form in the link domain; surrogates by Adam in their
         fit domain (logit for sigmoid specs) from the best of ``n_init`` random embeddings.
+        Standardized estimates give the direction in closed form and the mean norm of the
+        attacker's known inputs (the image forgets the norm).
         """
+        if self.kind == "standardized":  # direction in closed form; the norm is the known inputs' mean
+            h = invert_standardized(self.matrix, scrambled)
+            k = self.matrix.shape[0] - 1 - (1 if self.input_kind == "image" else 0)
+            h = h[:, :k]
+            norm = float(self.info.get("input_norm", np.sqrt(k)))
+            return h * (norm / (np.linalg.norm(h, axis=1, keepdims=True) + 1e-300))
         if self.kind == "affine":
             t = to_link(scrambled, self.link) - self.matrix[-1].astype(np.float64)
             a = self.matrix[:-1].astype(np.float64)

@@ -5,14 +5,16 @@ images, with the victim's true float scrambler:
 
 * ``functional_error``: relative MSE ``mean_i ||f_hat(x_i) - f(x_i)||^2 / mean_i ||f(x_i) - mean||^2``
   in the image domain (chance 1.0 = the best constant predictor; ``functional_error_random_key``
-  = a random key of the public spec: 2.03 for ``linear``, 5.41 for ``default`` on MNIST);
+  = a random key of the public spec: 2.03 for ``linear``, 5.41 for ``grey-sigmoid`` on MNIST);
   bootstrap CI; exact sign-test p-value against the constant predictor.
   ``functional_error_link``: the same in the logit domain (sigmoid specs; affine estimates and
   surrogates).
 * ``weight_error``: relative error of the recovered map (linear specs: the end-to-end linear
-  map, scale-aligned where the normalization forgets scale) or of the surrogate's weights after
+  map, scale-aligned where the normalization forgets scale, and with each column's pixel mean
+  removed where the image is standardized) or of the surrogate's weights after
   resolving channel permutations and scalings (:func:`~.surrogate.weight_error`); chance: the
-  same error for random keys of the spec.
+  same error for random keys of the spec.  ``carrier_error`` (standardized estimates of a
+  carrier spec): ``||c_hat - c|| / ||c - mean(c)||``; chance: a random key's carrier.
 * ``inversion_ssim`` / ``inversion_psnr`` / ``embedding_error``: held-out scrambled images (as
   sent: float32 for OWSD, uint8 where the channel quantizes) inverted through the estimate,
   decoded with the victim's encoder (or the attacker's own PCA for image-input estimates);
@@ -124,15 +126,30 @@ def _weight_metrics(out: KeyEstimate, victim: Victim) -> dict:
     rand_keys = [_random_key(spec, rng) for _ in range(N_RANDOM_KEYS)]
     if spec.is_linear():
         align = spec.normalization != "sigmoid"
-        true = _linear_map(spec, key.weights(dtype=torch.float64), key.biases(dtype=torch.float64))
-        if out.kind == "affine":
-            est = out.matrix[:-1]
+        std = spec.normalization == "standardize"  # the image forgets each column's pixel mean
+
+        def lin(k: Key) -> np.ndarray:
+            m = _linear_map(spec, k.weights(dtype=torch.float64), k.biases(dtype=torch.float64))
+            return m - m.mean(1, keepdims=True) if std else m
+        true = lin(key)
+        if out.kind in ("affine", "standardized"):
+            est = np.asarray(out.matrix[:-1], np.float64)
         else:
             est = _linear_map(spec, out.weights, out.biases)
+        if std:
+            est = est - est.mean(1, keepdims=True)
         err = _map_error(est, true, align)
-        chance = float(np.mean([_map_error(_linear_map(spec, k.weights(dtype=torch.float64), k.biases()), true, align)
-                                for k in rand_keys]))
-        return {"weight_error": err, "weight_error_chance": chance, "weight_error_kind": "end-to-end linear map"}
+        chance = float(np.mean([_map_error(lin(k), true, align) for k in rand_keys]))
+        res = {"weight_error": err, "weight_error_chance": chance,
+               "weight_error_kind": "end-to-end linear map" + (" (pixel mean removed, up to scale)" if std else "")}
+        carrier = key.carrier(dtype=torch.float64)
+        if out.kind == "standardized" and carrier is not None:
+            c = carrier.numpy().reshape(-1)
+            denom = np.linalg.norm(c - c.mean()) + 1e-300
+            res["carrier_error"] = float(np.linalg.norm(np.asarray(out.matrix[-1], np.float64) - c) / denom)
+            res["carrier_error_chance"] = float(np.mean([np.linalg.norm(
+                k.carrier(dtype=torch.float64).numpy().reshape(-1) - c) / denom for k in rand_keys]))
+        return res
     if out.kind != "surrogate":
         return {}
     true_w = key.weights()
@@ -231,6 +248,9 @@ def score_key_estimate(out: KeyEstimate, victim: Victim, view: AttackerView) -> 
         chance["weight_error"] = wm["weight_error_chance"]
         ci["weight_error"] = (wm["weight_error"], wm["weight_error"])  # one key: a point, no sampling
         curves["weight_error"] = [{k: v for k, v in wm.items()}]
+        if "carrier_error" in wm:
+            metrics["carrier_error"], chance["carrier_error"] = wm["carrier_error"], wm["carrier_error_chance"]
+            ci["carrier_error"] = (wm["carrier_error"], wm["carrier_error"])
     inv = _inversion(out, victim, truth)
     if inv:
         m = inv["n"]

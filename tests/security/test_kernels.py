@@ -29,19 +29,51 @@ def test_linear_reidentified_ciphertext_only(linear_victim, need):
 
 
 # --- the default kernel: what it resists ------------------------------------------------------
-def test_default_resists_known_plaintext_key_estimation(default_victim, need):
+@pytest.fixture(scope="module")
+def grey_sigmoid_victim():
+    """The previous default kernel (``grey-sigmoid``: leaky-ReLU stack, sigmoid; key from seed 0) on digits."""
+    import warnings
+
+    from analysis.audit import AuditTarget
+    from tests.security.conftest import SIZES
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return AuditTarget.from_preset("grey-sigmoid", seed=0).build_victim(dataset="digits", **SIZES)
+
+
+def test_grey_sigmoid_resists_known_plaintext_key_estimation(grey_sigmoid_victim, need):
     need("key-known-plaintext")
-    r = run_attack("key-known-plaintext", default_victim, seed=0)
+    r = run_attack("key-known-plaintext", grey_sigmoid_victim, seed=0)
+    # grey-sigmoid, the previous default (pins moved here when the default changed on 2026-11-24).
     # smoke budget: 24 pairs (< 64 embedding dims), 4 Adam steps after the least-squares warm start
     # of the last layer; 1.55, 1.64, 1.69 on key/attack seeds 0, 1, 2 (a random key scores ~4)
     assert_resists(r, "functional_error", band=(1.2, 3.0))
 
 
-def test_default_resists_chosen_plaintext_key_estimation(default_victim, need):
+def test_grey_sigmoid_resists_chosen_plaintext_key_estimation(grey_sigmoid_victim, need):
     need("key-chosen-plaintext")
-    r = run_attack("key-chosen-plaintext", default_victim, seed=0)
+    r = run_attack("key-chosen-plaintext", grey_sigmoid_victim, seed=0)
     # smoke budget: 64 queries, 4 Adam steps; 1.53, 1.63, 1.63 on key/attack seeds 0, 1, 2
     assert_resists(r, "functional_error", band=(1.2, 3.0))
+
+
+def test_default_known_plaintext_key_below_identification(default_victim, need):
+    need("key-known-plaintext")
+    r = run_attack("key-known-plaintext", default_victim, seed=0)
+    # the default (linear, standardized, texture carrier): the exact standardized estimator needs
+    # 67 pairs; the smoke budget's 24 do not identify the per-image scales, yet the estimate beats
+    # the constant predictor: 0.71, 0.76, 0.76 on key/attack seeds 0, 1, 2 (p < 1e-4), not broken
+    assert_leaks(r, "functional_error", band=(0.5, 0.9))
+
+
+def test_default_chosen_plaintext_key_nearly_recovered(default_victim, need):
+    need("key-chosen-plaintext")
+    r = run_attack("key-chosen-plaintext", default_victim, seed=0)
+    # smoke budget: 64 queries (a zero query, which returns the carrier, and 63 Hadamard rows):
+    # two queries short of identification, yet the map is nearly recovered: 0.0115, 0.0108, 0.0113
+    # on key/attack seeds 0, 1, 2 (66 queries identify it exactly, see docs/key-estimation.md)
+    assert_leaks(r, "functional_error", band=(0.0, 0.05), broken=True)
 
 
 def test_default_resists_surrogate_transfer_inversion(default_victim, need):
