@@ -186,5 +186,7 @@ def test_real_cloud_pipeline_on_mnist(shared_data, tmp_path):
                                      n_train=1000, n_test=300, output_sizes=(10, 1000), seed=0, epochs=10,
                                      verbose=False, cache_dir=tmp_path))
     acc = res["accuracy"]
-    assert acc["plaintext"] > 0.85
-    assert acc["cloud_only"]["1000"] > 3 * res["chance"]
+    assert acc["plaintext"] > 0.8  # 300 test images: the 95% interval is about +-0.04
+    # the default design keeps the embedding through the real cloud: far above chance (0.1) and
+    # above what the grey designs reached with 2,000-5,000 images (0.44-0.49)
+    assert acc["cloud_only"]["1000"] > 0.5
