@@ -122,7 +122,7 @@ class OnnxCloud(Cloud):
         if threads:
             opts.intra_op_num_threads = threads
         # Idle worker threads sleep instead of spinning: on a shared machine spinning threads
-        # burn the cores other jobs need (measured no slower when the machine is idle).
+        # burn the cores other jobs need.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
