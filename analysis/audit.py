@@ -405,13 +405,16 @@ def measure_utility(target: AuditTarget, *, dataset: str, data_dir=None, cloud: 
             continue
         a[name], ci[name] = {}, {}
         for k in sizes:
-            m = InternalModel(use_embedding=use, **kw).fit(truncate_topk(ptr, k), train.labels, etr)
+            # the scheme's embedding decoder where there is an embedding; raw log-probabilities otherwise
+            m = InternalModel(use_embedding=use, decoder="embedding" if has_emb else "none", **kw).fit(
+                truncate_topk(ptr, k), train.labels, etr)
             a[name][str(k)], ci[name][str(k)] = acc(m.predict(truncate_topk(pte, k), ete))
     secs["internal"] = time.perf_counter() - t0
     secs["total"] = time.perf_counter() - t_all
     return {"dataset": dataset, "cloud": cl.name, "n_train": len(train), "n_test": len(test),
             "num_classes": train.num_classes, "chance": 1.0 / train.num_classes,
             "classifier": {"kind": classifier, "epochs": epochs}, "output_sizes": list(sizes),
+            "decoder": "embedding" if has_emb else "none",
             "transmitted": "uint8" if ch.transmit_uint8 else "float32", "accuracy": a, "accuracy_ci95": ci, "seconds": secs,
             "spec": {"name": target.name}}
 

@@ -49,9 +49,9 @@ def main() -> int:
     enc = PCAEncoder(key.spec.embedding_dim).fit(train.flat())
     scr = Scrambler(key)
     cloud = make_cloud(a.cloud)
-    probs = cloud.predict(scr.scramble(enc.encode(train.flat()), verbose=False, out_dtype=__import__("torch").float32),
-                          verbose=False)
-    internal = InternalModel(epochs=5, verbose=False).fit(probs, train.labels)
+    etr = enc.encode(train.flat())
+    probs = cloud.predict(scr.scramble(etr, verbose=False, out_dtype=__import__("torch").float32), verbose=False)
+    internal = InternalModel(epochs=5, verbose=False).fit(probs, train.labels, etr)
     owsd_round(enc, scr, {a.cloud: cloud}, {a.cloud: internal}, images.subset(8), batch_size=a.batch_size, topk=10)
     runs = [owsd_round(enc, scr, {a.cloud: cloud}, {a.cloud: internal}, images, batch_size=a.batch_size, topk=10)
             ["per_image"] for _ in range(a.repeats)]

@@ -51,7 +51,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
         raise SystemExit("owsd run: --key and --seed are exclusive")
     cfg = RunConfig(out=a.out, dataset=a.dataset, data_dir=a.data_dir, cloud=a.cloud, output_sizes=a.output_sizes,
                     n_train=a.train, n_test=a.test, key=a.key, seed=a.seed, preset=a.preset or "default",
-                    spec=a.spec, encoder=a.encoder, classifier=a.classifier, epochs=a.epochs,
+                    spec=a.spec, encoder=a.encoder, classifier=a.classifier, decoder=a.decoder, epochs=a.epochs,
                     cache_dir=a.cache_dir, device=a.device, verbose=not a.quiet)
     res = run_pipeline(cfg)
     acc = res["accuracy"]
@@ -134,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_key_source(r)
     r.add_argument("--encoder", default="pca", choices=("pca", "autoencoder"))
     r.add_argument("--classifier", default="mlp", choices=("mlp", "logreg"))
+    r.add_argument("--decoder", default="embedding", choices=("embedding", "none"),
+                   help="internal model: decode the embedding from the cloud outputs first (default), or not")
     r.add_argument("--epochs", type=int, default=30)
     r.add_argument("--cache-dir", type=Path, help="cloud-output cache (default $OWSD_CACHE or ~/.cache/owsd)")
     r.add_argument("--device", default="cpu")

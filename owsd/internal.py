@@ -1,10 +1,16 @@
 """The organization's internal model: from the cloud's output vector to the true label.
 
 Features are the log of the cloud's probabilities (the softmax squashes the information
-into the few top classes; the log restores the logits up to a per-image shift), optionally
-concatenated with the embedding (as the authors' patent describes).  The classifier is an
-MLP (default) or a logistic regression, trained on standardized features.  The same class,
-fed raw pixels, is the "plaintext model of the same capacity" baseline.
+into the few top classes; the log restores the logits up to a per-image shift).  Classes a
+top-k answer leaves out are filled with the mass it does not account for, spread evenly
+(:func:`output_features`).  By default (``decoder="embedding"``) the internal model centers
+each image's log-probabilities (the logits up to nothing but noise), decodes the embedding
+from them with a cross-validated ridge regression fitted on the organization's own
+training pairs (:class:`owsd.decoder.EmbeddingDecoder`), and classifies the decoding; with
+``decoder="none"`` it classifies the 1,000 log-probabilities directly.  Either can be
+concatenated with the embedding itself (as the authors' patent describes).  The classifier
+is an MLP (default) or a logistic regression, trained on standardized features.  The same
+:class:`Classifier`, fed raw pixels, is the "plaintext model of the same capacity" baseline.
 
 Example:
     >>> import numpy as np
@@ -33,9 +39,42 @@ PROB_FLOOR = 1e-12
 
 
 def output_features(probs: np.ndarray) -> np.ndarray:
-    """Log-probabilities, floored at ``PROB_FLOOR`` (zeros from top-k truncation land there)."""
-    p = as_matrix(probs, name="cloud outputs")
+    """Log-probabilities; zeros (classes a top-k answer left out) are imputed first.
+
+    A zero gets the probability mass the returned classes leave over, shared evenly among
+    the zeros of its row, capped at the row's smallest returned probability and floored at
+    ``PROB_FLOOR``.  (Flooring the zeros alone put a column that is almost always missing at
+    -27.6 and, standardized, turned its rare returned values into outliers of 10^6 standard
+    deviations: top-10 internal models collapsed to one class.)
+
+    Example:
+        >>> [round(float(v), 2) for v in np.exp(output_features(np.array([[0.6, 0.3, 0.0, 0.0]])))[0]]
+        [0.6, 0.3, 0.05, 0.05]
+    """
+    p = as_matrix(probs, name="cloud outputs").astype(np.float64)
+    if (p < 0).any():
+        raise ValueError("cloud outputs: probabilities must be non-negative")
+    missing = p <= 0
+    if missing.any():
+        n_missing = missing.sum(1, keepdims=True)
+        left = np.clip(1.0 - p.sum(1, keepdims=True), 0.0, None) / np.maximum(n_missing, 1)
+        smallest = np.where(missing, np.inf, p).min(1, keepdims=True)
+        p = np.where(missing, np.clip(np.minimum(left, smallest), PROB_FLOOR, None), p)
     return np.log(np.maximum(p, PROB_FLOOR)).astype(np.float32)
+
+
+def centered_logits(probs: np.ndarray) -> np.ndarray:
+    """:func:`output_features` minus each row's mean: the cloud's logits up to a constant.
+
+    The per-image log-normalizer of the softmax is a nonlinear function of the whole output;
+    removing it leaves a vector that is linear in the logits.
+
+    Example:
+        >>> abs(float(centered_logits(np.array([[0.5, 0.25, 0.25]])).sum())) < 1e-6
+        True
+    """
+    f = output_features(probs).astype(np.float64)
+    return (f - f.mean(1, keepdims=True)).astype(np.float32)
 
 
 class Classifier:
@@ -144,26 +183,67 @@ class Classifier:
         return float((self.predict(x) == np.asarray(y)).mean())
 
 
-class InternalModel:
-    """The internal model: cloud outputs (optionally plus the embedding) to labels."""
+DECODERS = ("embedding", "none")
+"""What sits between the cloud's outputs and the classifier: a ridge decoder back to the
+embedding (``"embedding"``), or nothing (``"none"``: the classifier reads the log-probabilities)."""
 
-    def __init__(self, *, use_embedding: bool = False, **classifier_kwargs) -> None:
-        self.use_embedding = use_embedding
+
+class InternalModel:
+    """The internal model: cloud outputs (optionally plus the embedding) to labels.
+
+    With ``decoder="embedding"`` (default) :meth:`fit` needs the training embeddings even
+    when ``use_embedding`` is False: the decoder learns from them to read the embedding
+    back out of the cloud's outputs, and prediction then needs the cloud outputs alone.
+    The classifier trains on out-of-fold decodings (as noisy as the test set's).
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> e = rng.normal(size=(400, 3)).astype(np.float32); y = (e[:, 0] > 0).astype(int)
+        >>> probs = np.exp(e @ rng.normal(size=(3, 50))); probs /= probs.sum(1, keepdims=True)
+        >>> m = InternalModel(kind="logreg", epochs=50, lr=1e-2, verbose=False).fit(probs, y, e)
+        >>> m.score(probs, y) > 0.9
+        True
+    """
+
+    def __init__(self, *, use_embedding: bool = False, decoder: str = "embedding", **classifier_kwargs) -> None:
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+        self.use_embedding, self.decoder = use_embedding, decoder
         self.classifier = Classifier(**classifier_kwargs)
 
+    def _with_embedding(self, f: np.ndarray, embeddings) -> np.ndarray:
+        if not self.use_embedding:
+            return f
+        if embeddings is None:
+            raise ValueError("this internal model uses the embedding: pass embeddings")
+        e = as_matrix(embeddings, name="embeddings")
+        if len(e) != len(f):
+            raise ValueError(f"{len(f)} cloud outputs but {len(e)} embeddings")
+        return np.concatenate([f, e], axis=1)
+
     def features(self, probs: np.ndarray, embeddings: Optional[np.ndarray] = None) -> np.ndarray:
-        f = output_features(probs)
-        if self.use_embedding:
-            if embeddings is None:
-                raise ValueError("this internal model uses the embedding: pass embeddings")
-            e = as_matrix(embeddings, name="embeddings")
-            if len(e) != len(f):
-                raise ValueError(f"{len(f)} cloud outputs but {len(e)} embeddings")
-            f = np.concatenate([f, e], axis=1)
-        return f
+        """What the classifier reads for new cloud outputs (decoded, if there is a decoder)."""
+        if self.decoder == "embedding":
+            if not hasattr(self, "embedding_decoder"):
+                raise RuntimeError("InternalModel: call fit first (the decoder is fitted there)")
+            f = self.embedding_decoder.transform(centered_logits(probs))
+        else:
+            f = output_features(probs)
+        return self._with_embedding(f, embeddings)
 
     def fit(self, probs, labels, embeddings=None) -> "InternalModel":
-        self.classifier.fit(self.features(probs, embeddings), labels)
+        if self.decoder == "embedding":
+            if embeddings is None:
+                raise ValueError("decoder='embedding' learns to read the embedding back from the cloud's "
+                                 "outputs: pass the training embeddings (or use decoder='none')")
+            from owsd.decoder import EmbeddingDecoder
+
+            self.embedding_decoder = EmbeddingDecoder(seed=self.classifier.seed)
+            f = self.embedding_decoder.fit_transform(centered_logits(probs), embeddings)
+            f = self._with_embedding(f, embeddings)
+        else:
+            f = self.features(probs, embeddings)
+        self.classifier.fit(f, labels)
         return self
 
     def predict(self, probs, embeddings=None) -> np.ndarray:

@@ -3,6 +3,8 @@
 :func:`run_pipeline` measures the paper's utility table: accuracy of the internal model
 from the cloud's output vector (top-k truncated to each output size), with and without
 the embedding, against a plaintext model of the same capacity and the embedding alone.
+The internal model decodes the embedding from the outputs first (``RunConfig.decoder``,
+see :mod:`owsd.internal`).
 Cloud outputs are cached on disk by (dataset, encoder, key fingerprint, cloud), in chunks
 written atomically, so a rerun (or an interrupted run) does not pay the cloud again.
 
@@ -35,7 +37,7 @@ from analysis.stats import wilson_interval
 from owsd.cloud import Cloud, default_cache_dir, make_cloud, truncate_topk
 from owsd.data import ImageDataset, load_splits
 from owsd.encoder import Encoder, make_encoder
-from owsd.internal import Classifier, InternalModel
+from owsd.internal import DECODERS, Classifier, InternalModel, centered_logits
 from owsd.io import atomic_write_json, load_npz, save_npz
 from owsd.keys import Key, generate_key
 from owsd.presets import get_preset
@@ -63,6 +65,7 @@ class RunConfig:
     spec: Optional[str | Path] = None
     encoder: str = "pca"
     classifier: str = "mlp"
+    decoder: str = "embedding"
     epochs: int = 30
     batch_size: int = 64
     cache_dir: Optional[str | Path] = None
@@ -131,9 +134,26 @@ class CloudOutputCache:
         return np.concatenate(parts), secs
 
 
-def _cache_tag(split: str, ds: ImageDataset, enc: Encoder, key: Key, cloud: Cloud) -> str:
+def cache_tag(split: str, ds: ImageDataset, enc: Encoder, key: Key, cloud: Cloud) -> str:
+    """Directory name of a split's cached cloud outputs: dataset content, encoder, key fingerprint, cloud."""
     raw = f"{ds.name}|{split}|{ds.digest()}|{enc.digest()}|{key.fingerprint}|{cloud.name}|{cloud.num_outputs}"
     return f"{ds.name}-{split}-{key.fingerprint}-{cloud.name}-" + hashlib.sha256(raw.encode()).hexdigest()[:12]
+
+
+def cloud_outputs(split: str, ds: ImageDataset, encoder: Encoder, key: Key, cloud: Cloud, *,
+                  embeddings: Optional[np.ndarray] = None, cache_dir: Optional[str | Path] = None,
+                  device: str = "cpu", batch_size: int = 64,
+                  verbose: bool = True) -> tuple[np.ndarray, dict[str, float]]:
+    """The cloud's outputs for a split's scrambled embeddings, through the on-disk cache.
+
+    Returns ``(probabilities (N, K), seconds {"scramble", "cloud"})``; the seconds of cached
+    chunks are those recorded when they were computed.  ``embeddings`` defaults to
+    ``encoder.encode(ds.flat())``.
+    """
+    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    e = encoder.encode(ds.flat()) if embeddings is None else embeddings
+    return CloudOutputCache(root, cache_tag(split, ds, encoder, key, cloud)).query(
+        Scrambler(key, device=device), cloud, e, batch_size=batch_size, verbose=verbose)
 
 
 def _accuracy(clf_pred: np.ndarray, labels: np.ndarray) -> dict:
@@ -156,6 +176,8 @@ def run_pipeline(cfg: RunConfig) -> dict:
     if spec.output_shape() != (3, *cloud.input_size):
         raise ValueError(f"the key's scrambler makes {spec.output_shape()} images but cloud {cloud.name!r} "
                          f"expects (3, {cloud.input_size[0]}, {cloud.input_size[1]})")
+    if cfg.decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {DECODERS}, got {cfg.decoder!r}")
     sizes = tuple(sorted(set(int(k) for k in cfg.output_sizes)))
     if not sizes or sizes[0] < 1 or sizes[-1] > cloud.num_outputs:
         raise ValueError(f"output sizes must lie in [1, {cloud.num_outputs}], got {cfg.output_sizes}")
@@ -171,11 +193,9 @@ def run_pipeline(cfg: RunConfig) -> dict:
     seconds["encode"] = time.perf_counter() - t0
     encoder.save(out / "encoder.npz")
 
-    scrambler = Scrambler(key, device=cfg.device)
-    ptr, s_tr = CloudOutputCache(cache_root, _cache_tag("train", train, encoder, key, cloud)).query(
-        scrambler, cloud, etr, batch_size=cfg.batch_size, verbose=cfg.verbose)
-    pte, s_te = CloudOutputCache(cache_root, _cache_tag("test", test, encoder, key, cloud)).query(
-        scrambler, cloud, ete, batch_size=cfg.batch_size, verbose=cfg.verbose)
+    query = dict(cache_dir=cache_root, device=cfg.device, batch_size=cfg.batch_size, verbose=cfg.verbose)
+    ptr, s_tr = cloud_outputs("train", train, encoder, key, cloud, embeddings=etr, **query)
+    pte, s_te = cloud_outputs("test", test, encoder, key, cloud, embeddings=ete, **query)
     seconds["scramble"] = s_tr["scramble"] + s_te["scramble"]
     seconds["cloud"] = s_tr["cloud"] + s_te["cloud"]
 
@@ -185,13 +205,16 @@ def run_pipeline(cfg: RunConfig) -> dict:
     acc["plaintext"] = _accuracy(Classifier(**clf_kw).fit(xtr, train.labels).predict(xte), test.labels)
     acc["embedding_only"] = _accuracy(Classifier(**clf_kw).fit(etr, train.labels).predict(ete), test.labels)
     t_internal = 0.0
+    decoder_r2: dict[str, float] = {}
     for k in sizes:
         qtr, qte = truncate_topk(ptr, k), truncate_topk(pte, k)
         for name, use_emb in (("cloud_only", False), ("cloud_plus_embedding", True)):
             t1 = time.perf_counter()
-            m = InternalModel(use_embedding=use_emb, **clf_kw).fit(qtr, train.labels, etr)
+            m = InternalModel(use_embedding=use_emb, decoder=cfg.decoder, **clf_kw).fit(qtr, train.labels, etr)
             t_internal += time.perf_counter() - t1
             acc[name][str(k)] = _accuracy(m.predict(qte, ete), test.labels)
+            if cfg.decoder == "embedding" and not use_emb:
+                decoder_r2[str(k)] = float(m.embedding_decoder.r2(centered_logits(qte), ete).mean())
     seconds["internal"] = t_internal
     seconds["baselines"] = time.perf_counter() - t0 - t_internal
     n_all = len(train) + len(test)
@@ -208,6 +231,8 @@ def run_pipeline(cfg: RunConfig) -> dict:
         "spec": spec.to_dict(),
         "encoder": {"kind": cfg.encoder, "dim": spec.embedding_dim},
         "classifier": {"kind": cfg.classifier, "epochs": cfg.epochs},
+        # the internal model's decoder and, for cloud-only, the test-set R^2 of its decoded embeddings
+        "internal": {"decoder": cfg.decoder, "decoder_test_r2": decoder_r2},
         "output_sizes": list(sizes),
         "accuracy": {
             "plaintext": acc["plaintext"]["accuracy"],

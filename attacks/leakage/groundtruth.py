@@ -126,7 +126,10 @@ def internal_model_for(victim: Victim, *, seed: int = 0) -> tuple[InternalModel,
     """(internal model, member mask, evaluable mask) over the victim's private images.
 
     Cached in the victim's ground-truth cache.  The model is :class:`owsd.internal.InternalModel`
-    trained with :data:`INTERNAL_RECIPE` on the cloud outputs of the members.
+    trained with :data:`INTERNAL_RECIPE` on the cloud outputs of the members: with the
+    scheme's default embedding decoder when the victim's channel has embeddings (OWSD and
+    its fresh-key control), reading the log-probabilities directly otherwise (channels
+    without an embedding, such as the plaintext and pixel-scrambler controls).
     """
     mode = getattr(victim, "leak_internal_training", "members")
     ck = ("leak-internal", mode, seed)
@@ -137,14 +140,17 @@ def internal_model_for(victim: Victim, *, seed: int = 0) -> tuple[InternalModel,
     n = len(victim.private)
     member = member_split(n)
     evaluable = np.ones(n, bool)
-    model = InternalModel(seed=seed, verbose=False, **INTERNAL_RECIPE)
+    decoder = "embedding" if victim.has_embeddings else "none"
+    model = InternalModel(seed=seed, verbose=False, decoder=decoder, **INTERNAL_RECIPE)
     if mode == "members":
         idx = np.flatnonzero(member)
-        model.fit(victim.private_outputs()[idx], victim.private.labels[idx])
+        emb = victim.private_embeddings()[idx] if victim.has_embeddings else None
+        model.fit(victim.private_outputs()[idx], victim.private.labels[idx], emb)
         evaluable[idx[classifier_validation_positions(len(idx), seed)]] = False
     elif mode == "heldout":
         scr, out = traffic(victim, victim.channel, victim.heldout.images, with_outputs=True)
-        model.fit(out, victim.heldout.labels)
+        emb = victim.channel.embed(victim.heldout.images) if victim.has_embeddings else None
+        model.fit(out, victim.heldout.labels, emb)
     else:
         raise ValueError(f"unknown internal-model training mode {mode!r}")
     victim._cache[ck] = (model, member, evaluable)
