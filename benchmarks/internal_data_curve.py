@@ -32,7 +32,7 @@ def main() -> int:
     ap.add_argument("--sizes", default="1000,3000,10000,30000,60000")
     ap.add_argument("--output-size", type=int, default=1000)
     ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--decoder", default="embedding", choices=("embedding", "none"))
+    ap.add_argument("--decoder", default="embedding", choices=("embedding", "none"))  # owsd.internal.DECODERS
     ap.add_argument("--json", type=Path, required=True)
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_key_source(r)
     r.add_argument("--encoder", default="pca", choices=("pca", "autoencoder"))
     r.add_argument("--classifier", default="mlp", choices=("mlp", "logreg"))
-    r.add_argument("--decoder", default="embedding", choices=("embedding", "none"),
+    r.add_argument("--decoder", default="embedding", choices=("embedding", "none"),  # owsd.internal.DECODERS
                    help="internal model: decode the embedding from the cloud outputs first (default), or not")
     r.add_argument("--epochs", type=int, default=30)
     r.add_argument("--cache-dir", type=Path, help="cloud-output cache (default $OWSD_CACHE or ~/.cache/owsd)")

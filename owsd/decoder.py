@@ -13,6 +13,9 @@ The ridge strength is chosen by K-fold cross-validation (mean squared error on t
 fold), and :meth:`EmbeddingDecoder.fit_transform` returns *out-of-fold* decodings for the
 training set, so a classifier trained on them sees decodings as noisy as the test set's
 (with few training images the in-sample ridge fit is nearly exact and would mislead it).
+Only the weights are fitted per fold: the standardization and centering statistics are
+those of all training rows (an O(1/n) leak of the held-out fold, negligible beyond a few
+hundred rows).
 
 Example:
     >>> import numpy as np
@@ -28,6 +31,8 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
+import operator
 from typing import Sequence
 
 import numpy as np
@@ -43,17 +48,24 @@ ALPHAS: tuple[float, ...] = (1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 class EmbeddingDecoder:
     """Ridge regression from features to embeddings, strength chosen by K-fold CV.
 
-    Features are standardized per column (statistics of the training set); the fit is in
-    float64.  ``folds`` is the number of cross-validation folds (at least 2), ``seed`` fixes
-    the fold assignment.
+    Features are standardized per column (statistics of the training set); inputs are
+    validated as float32 and the normal equations solved in float64.  ``folds`` is the number
+    of cross-validation folds (at least 2), ``seed`` fixes the fold assignment.  After
+    fitting, ``alpha`` is the chosen strength and ``cv_r2`` the pooled cross-validated R^2
+    (1 - total squared error / total variance over all embedding dimensions).
     """
 
     def __init__(self, *, alphas: Sequence[float] = ALPHAS, folds: int = 5, seed: int = 0) -> None:
+        try:
+            folds = operator.index(folds)
+        except TypeError:
+            raise TypeError(f"folds must be an integer, got {folds!r}") from None
         if folds < 2:
             raise ValueError(f"folds must be at least 2, got {folds}")
-        if not alphas or min(alphas) <= 0:
-            raise ValueError(f"alphas must be positive, got {tuple(alphas)}")
-        self.alphas, self.folds, self.seed = tuple(float(a) for a in alphas), folds, seed
+        alphas = tuple(float(a) for a in alphas)
+        if not alphas or not all(math.isfinite(a) and a > 0 for a in alphas):
+            raise ValueError(f"alphas must be finite and positive, got {alphas}")
+        self.alphas, self.folds, self.seed = alphas, folds, seed
 
     def _standardize(self, f: np.ndarray) -> np.ndarray:
         return (f.astype(np.float64) - self.mean) / self.std
@@ -89,7 +101,8 @@ class EmbeddingDecoder:
         mse = ((oof - y[None]) ** 2).mean(axis=(1, 2))
         best = int(np.argmin(mse))
         self.alpha = self.alphas[best]
-        self.cv_r2 = float(1.0 - mse[best] / max(float((y ** 2).mean()), 1e-300))
+        var = float((y ** 2).mean())
+        self.cv_r2 = float(1.0 - mse[best] / var) if var > 0 else float("nan")
         self.weight = self._solve(gram, rhs, n, [self.alpha])[0]
         log.info("embedding decoder: alpha %.0e, cross-validated R^2 %.4f", self.alpha, self.cv_r2)
         return (oof[best] + self.e_mean).astype(np.float32)
@@ -106,7 +119,12 @@ class EmbeddingDecoder:
         return (self._standardize(f) @ self.weight + self.e_mean).astype(np.float32)
 
     def r2(self, features, embeddings) -> np.ndarray:
-        """Per-dimension coefficient of determination of the decodings of ``features``."""
+        """Per-dimension coefficient of determination of the decodings of ``features``
+        (NaN for a dimension that is constant in ``embeddings``)."""
         e = as_matrix(embeddings, name="embeddings").astype(np.float64)
         d = self.transform(features).astype(np.float64)
-        return 1.0 - ((d - e) ** 2).sum(0) / np.maximum(((e - e.mean(0)) ** 2).sum(0), 1e-300)
+        if d.shape != e.shape:
+            raise ValueError(f"{len(d)} feature rows decode to shape {d.shape}, embeddings have shape {e.shape}")
+        ss = ((e - e.mean(0)) ** 2).sum(0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(ss > 0, 1.0 - ((d - e) ** 2).sum(0) / ss, np.nan)

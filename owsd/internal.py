@@ -38,14 +38,22 @@ log = logging.getLogger(__name__)
 PROB_FLOOR = 1e-12
 
 
+SUM_TOLERANCE = 1e-3
+"""How far above 1 a row of cloud probabilities may sum (float32 rounding) before it is refused."""
+
+
 def output_features(probs: np.ndarray) -> np.ndarray:
     """Log-probabilities; zeros (classes a top-k answer left out) are imputed first.
 
     A zero gets the probability mass the returned classes leave over, shared evenly among
-    the zeros of its row, capped at the row's smallest returned probability and floored at
-    ``PROB_FLOOR``.  (Flooring the zeros alone put a column that is almost always missing at
-    -27.6 and, standardized, turned its rare returned values into outliers of 10^6 standard
-    deviations: top-10 internal models collapsed to one class.)
+    the zeros of its row, capped at the row's smallest returned probability; where that
+    left-over mass is below float32 resolution (``K * eps``: a reply that leaves out only
+    tiny probabilities) it gets the smallest returned probability; floored at ``PROB_FLOOR``.
+    (Flooring the zeros alone gave a class never returned in the training replies a constant
+    feature of -27.6, whose standardized value on a test reply that did return it was 10^5 or
+    more; rarely returned classes gave outliers of up to sqrt(n / times returned).  Top-10
+    internal models collapsed to one class.)  Rows must be probabilities: non-negative,
+    summing to at most ``1 + SUM_TOLERANCE``.
 
     Example:
         >>> [round(float(v), 2) for v in np.exp(output_features(np.array([[0.6, 0.3, 0.0, 0.0]])))[0]]
@@ -54,12 +62,19 @@ def output_features(probs: np.ndarray) -> np.ndarray:
     p = as_matrix(probs, name="cloud outputs").astype(np.float64)
     if (p < 0).any():
         raise ValueError("cloud outputs: probabilities must be non-negative")
+    total = p.sum(1, keepdims=True)
+    if (total > 1.0 + SUM_TOLERANCE).any():
+        raise ValueError(f"cloud outputs: rows must be probabilities summing to at most 1, "
+                         f"a row sums to {float(total.max()):.6g}")
     missing = p <= 0
     if missing.any():
         n_missing = missing.sum(1, keepdims=True)
-        left = np.clip(1.0 - p.sum(1, keepdims=True), 0.0, None) / np.maximum(n_missing, 1)
+        left = np.clip(1.0 - total, 0.0, None)
         smallest = np.where(missing, np.inf, p).min(1, keepdims=True)
-        p = np.where(missing, np.clip(np.minimum(left, smallest), PROB_FLOOR, None), p)
+        share = np.minimum(left / np.maximum(n_missing, 1), smallest)
+        unresolved = (left <= p.shape[1] * np.finfo(np.float32).eps) & np.isfinite(smallest)
+        fill = np.where(unresolved, smallest, share)
+        p = np.where(missing, np.clip(fill, PROB_FLOOR, None), p)
     return np.log(np.maximum(p, PROB_FLOOR)).astype(np.float32)
 
 

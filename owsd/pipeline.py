@@ -46,6 +46,7 @@ from owsd.scrambler import Scrambler
 log = logging.getLogger(__name__)
 
 CHUNK = 1024
+MIN_DECODER_TRAIN = 10  # the decoder's 5-fold cross-validation needs two examples a fold
 
 
 @dataclass
@@ -152,6 +153,9 @@ def cloud_outputs(split: str, ds: ImageDataset, encoder: Encoder, key: Key, clou
     """
     root = Path(cache_dir) if cache_dir else default_cache_dir()
     e = encoder.encode(ds.flat()) if embeddings is None else embeddings
+    if len(e) != len(ds):
+        raise ValueError(f"{len(e)} embeddings for the {len(ds)} images of {ds.name!r} {split}: "
+                         "outputs would be cached under the wrong tag")
     return CloudOutputCache(root, cache_tag(split, ds, encoder, key, cloud)).query(
         Scrambler(key, device=device), cloud, e, batch_size=batch_size, verbose=verbose)
 
@@ -164,6 +168,8 @@ def _accuracy(clf_pred: np.ndarray, labels: np.ndarray) -> dict:
 
 def run_pipeline(cfg: RunConfig) -> dict:
     """Run the scheme end to end and write ``results.json`` and ``utility.png`` to ``cfg.out``."""
+    if cfg.decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {DECODERS}, got {cfg.decoder!r}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
@@ -176,11 +182,12 @@ def run_pipeline(cfg: RunConfig) -> dict:
     if spec.output_shape() != (3, *cloud.input_size):
         raise ValueError(f"the key's scrambler makes {spec.output_shape()} images but cloud {cloud.name!r} "
                          f"expects (3, {cloud.input_size[0]}, {cloud.input_size[1]})")
-    if cfg.decoder not in DECODERS:
-        raise ValueError(f"decoder must be one of {DECODERS}, got {cfg.decoder!r}")
     sizes = tuple(sorted(set(int(k) for k in cfg.output_sizes)))
     if not sizes or sizes[0] < 1 or sizes[-1] > cloud.num_outputs:
         raise ValueError(f"output sizes must lie in [1, {cloud.num_outputs}], got {cfg.output_sizes}")
+    if cfg.decoder == "embedding" and len(train) < MIN_DECODER_TRAIN:
+        raise ValueError(f"the embedding decoder needs at least {MIN_DECODER_TRAIN} training images, "
+                         f"got {len(train)} (or use decoder='none')")
     log.info("run: %s (%d train, %d test), cloud %s, key %s", cfg.dataset, len(train), len(test),
              cloud.name, key.fingerprint)
     seconds: dict[str, float] = {}
@@ -231,7 +238,8 @@ def run_pipeline(cfg: RunConfig) -> dict:
         "spec": spec.to_dict(),
         "encoder": {"kind": cfg.encoder, "dim": spec.embedding_dim},
         "classifier": {"kind": cfg.classifier, "epochs": cfg.epochs},
-        # the internal model's decoder and, for cloud-only, the test-set R^2 of its decoded embeddings
+        # the internal model's decoder and, for cloud-only, the test-set R^2 of its decoded
+        # embeddings (per embedding dimension, then averaged)
         "internal": {"decoder": cfg.decoder, "decoder_test_r2": decoder_r2},
         "output_sizes": list(sizes),
         "accuracy": {

@@ -257,6 +257,17 @@ def test_membership_split_and_internal_model(identity):
     assert (~evaluable).sum() == 5 and member[~evaluable].all()
 
 
+def test_victim_internal_model_decodes_the_embedding_where_there_is_one(identity):
+    """OWSD victims train the scheme's default internal model (decoder), in both modes."""
+    owsd = _quiet(Victim.build, preset="linear", seed=0, cloud="tiny", **SIZES)
+    model, member, _ = internal_model_for(owsd)
+    held, _, _ = internal_model_for(with_null_internal_model(owsd))
+    assert model.decoder == "embedding" and held.decoder == "embedding" and held is not model
+    out = owsd.private_outputs()
+    assert model.predict(out).shape == held.predict(out).shape == (len(out),)  # outputs alone
+    assert internal_model_for(identity)[0].decoder == "none"  # no embedding: log-probabilities
+
+
 def test_membership_loss_controls_and_roc(identity, tmp_path):
     r = MembershipLoss(budget="smoke", seed=0, verbose=False)(identity)
     assert flagged(r)
