@@ -4,7 +4,7 @@ Features are the log of the cloud's probabilities (the softmax squashes the info
 into the few top classes; the log restores the logits up to a per-image shift).  Classes a
 top-k answer leaves out are filled with the mass it does not account for, spread evenly
 (:func:`output_features`).  By default (``decoder="embedding"``) the internal model centers
-each image's log-probabilities (the logits up to nothing but noise), decodes the embedding
+each image's log-probabilities (the cloud's logits up to a constant), decodes the embedding
 from them with a cross-validated ridge regression fitted on the organization's own
 training pairs (:class:`owsd.decoder.EmbeddingDecoder`), and classifies the decoding; with
 ``decoder="none"`` it classifies the 1,000 log-probabilities directly.  Either can be
@@ -31,6 +31,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from owsd.decoder import EmbeddingDecoder
 from owsd.validation import as_matrix
 
 log = logging.getLogger(__name__)
@@ -251,8 +252,6 @@ class InternalModel:
             if embeddings is None:
                 raise ValueError("decoder='embedding' learns to read the embedding back from the cloud's "
                                  "outputs: pass the training embeddings (or use decoder='none')")
-            from owsd.decoder import EmbeddingDecoder
-
             self.embedding_decoder = EmbeddingDecoder(seed=self.classifier.seed)
             f = self.embedding_decoder.fit_transform(centered_logits(probs), embeddings)
             f = self._with_embedding(f, embeddings)
