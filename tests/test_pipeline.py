@@ -219,6 +219,8 @@ def test_real_cloud_pipeline_on_mnist(shared_data, tmp_path):
                                      verbose=False, cache_dir=tmp_path))
     acc = res["accuracy"]
     assert acc["plaintext"] > 0.8  # 300 test images: the 95% interval is about +-0.04
-    # the default design keeps the embedding through the real cloud: far above chance (0.1) and
-    # above what the grey designs reached with 2,000-5,000 images (0.44-0.49)
-    assert acc["cloud_only"]["1000"] > 0.5
+    # the default design keeps the embedding through the real cloud and the decoder reads it back:
+    # measured 0.873 (plaintext 0.850; the MLP on log-probabilities without the decoder: 0.737;
+    # the grey designs reached 0.44-0.49 with 2,000-5,000 images); 300 test images: +-0.04
+    assert acc["cloud_only"]["1000"] > 0.8
+    assert acc["cloud_only"]["1000"] > acc["plaintext"] - 0.05
