@@ -475,7 +475,7 @@ def _assemble(cfg, machine, data_info, train, acc_test, timing_set, he_set, net,
     pc = clouds_doc[primary]
     owsd_doc = {
         "cloud": primary, "spec": spec.name, "key_fingerprint": key.fingerprint, "key_seeded": key.seeded,
-        "encoder": f"pca-{spec.embedding_dim}", "internal_model": f"mlp on log cloud outputs, {cfg.epochs} epochs",
+        "encoder": f"pca-{spec.embedding_dim}", "internal_model": f"ridge decoder to the embedding, then mlp, {cfg.epochs} epochs",
         "train_images": len(train), "test_images": len(acc_test), "timing_images": len(timing_set),
         "batch_size": cfg.batch_size, "repeats": cfg.repeats,
         "client_seconds_per_image": pc["client_seconds_per_image"],

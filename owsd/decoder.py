@@ -36,6 +36,7 @@ import operator
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from owsd.validation import as_matrix
 
@@ -49,7 +50,8 @@ class EmbeddingDecoder:
     """Ridge regression from features to embeddings, strength chosen by K-fold CV.
 
     Features are standardized per column (statistics of the training set); inputs are
-    validated as float32 and the normal equations solved in float64.  ``folds`` is the number
+    validated as float32 and the normal equations solved in float64, in torch (numpy's BLAS
+    threads, left spinning after a call, slowed the torch classifier that follows tenfold).  ``folds`` is the number
     of cross-validation folds (at least 2), ``seed`` fixes the fold assignment.  After
     fitting, ``alpha`` is the chosen strength and ``cv_r2`` the pooled cross-validated R^2
     (1 - total squared error / total variance over all embedding dimensions).
@@ -67,45 +69,45 @@ class EmbeddingDecoder:
             raise ValueError(f"alphas must be finite and positive, got {alphas}")
         self.alphas, self.folds, self.seed = alphas, folds, seed
 
-    def _standardize(self, f: np.ndarray) -> np.ndarray:
-        return (f.astype(np.float64) - self.mean) / self.std
+    def _standardize(self, f: np.ndarray) -> torch.Tensor:
+        return (torch.from_numpy(f).to(torch.float64) - self._mean) / self._std
 
     @staticmethod
-    def _solve(gram: np.ndarray, rhs: np.ndarray, n: int, alphas: Sequence[float]) -> list[np.ndarray]:
-        w, v = np.linalg.eigh(gram)
+    def _solve(gram: torch.Tensor, rhs: torch.Tensor, n: int, alphas: Sequence[float]) -> list[torch.Tensor]:
+        w, v = torch.linalg.eigh(gram)
         proj = v.T @ rhs
-        return [v @ (proj / (np.maximum(w, 0.0) + a * n)[:, None]) for a in alphas]
+        return [v @ (proj / (w.clamp_min(0.0) + a * n)[:, None]) for a in alphas]
 
     def fit_transform(self, features, embeddings) -> np.ndarray:
         """Fit on all of ``features -> embeddings``; return out-of-fold decodings (float32)."""
         f = as_matrix(features, name="decoder features")
-        e = as_matrix(embeddings, name="embeddings").astype(np.float64)
+        e = torch.from_numpy(as_matrix(embeddings, name="embeddings")).to(torch.float64)
         n = len(f)
         if len(e) != n:
             raise ValueError(f"{n} feature rows but {len(e)} embeddings")
         if n < 2 * self.folds:
             raise ValueError(f"the decoder needs at least {2 * self.folds} training examples, got {n}")
-        self.mean = f.astype(np.float64).mean(0)
-        self.std = np.maximum(f.astype(np.float64).std(0), 1e-6)
-        self.e_mean = e.mean(0)
-        x, y = self._standardize(f), e - self.e_mean
-        fold = np.random.default_rng(self.seed).permutation(n) % self.folds
+        f64 = torch.from_numpy(f).to(torch.float64)
+        self._mean, self._std = f64.mean(0), f64.std(0, unbiased=False).clamp_min(1e-6)
+        self._e_mean = e.mean(0)
+        x, y = (f64 - self._mean) / self._std, e - self._e_mean
+        fold = torch.from_numpy(np.random.default_rng(self.seed).permutation(n) % self.folds)
         gram, rhs = x.T @ x, x.T @ y
-        oof = np.zeros((len(self.alphas), n, e.shape[1]))
+        oof = torch.zeros(len(self.alphas), n, e.shape[1], dtype=torch.float64)
         for k in range(self.folds):
             held = fold == k
             xk, yk = x[held], y[held]
             ws = self._solve(gram - xk.T @ xk, rhs - xk.T @ yk, n - int(held.sum()), self.alphas)
             for i, w in enumerate(ws):
                 oof[i, held] = xk @ w
-        mse = ((oof - y[None]) ** 2).mean(axis=(1, 2))
-        best = int(np.argmin(mse))
+        mse = ((oof - y[None]) ** 2).mean(dim=(1, 2))
+        best = int(torch.argmin(mse))
         self.alpha = self.alphas[best]
         var = float((y ** 2).mean())
-        self.cv_r2 = float(1.0 - mse[best] / var) if var > 0 else float("nan")
-        self.weight = self._solve(gram, rhs, n, [self.alpha])[0]
+        self.cv_r2 = float(1.0 - float(mse[best]) / var) if var > 0 else float("nan")
+        self._weight = self._solve(gram, rhs, n, [self.alpha])[0]
         log.info("embedding decoder: alpha %.0e, cross-validated R^2 %.4f", self.alpha, self.cv_r2)
-        return (oof[best] + self.e_mean).astype(np.float32)
+        return (oof[best] + self._e_mean).to(torch.float32).numpy()
 
     def fit(self, features, embeddings) -> "EmbeddingDecoder":
         self.fit_transform(features, embeddings)
@@ -113,10 +115,10 @@ class EmbeddingDecoder:
 
     def transform(self, features) -> np.ndarray:
         """Decoded embeddings ``(N, d)`` (float32) of new features."""
-        if not hasattr(self, "weight"):
+        if not hasattr(self, "_weight"):
             raise RuntimeError("EmbeddingDecoder: call fit first")
-        f = as_matrix(features, name="decoder features", cols=len(self.mean))
-        return (self._standardize(f) @ self.weight + self.e_mean).astype(np.float32)
+        f = as_matrix(features, name="decoder features", cols=len(self._mean))
+        return (self._standardize(f) @ self._weight + self._e_mean).to(torch.float32).numpy()
 
     def r2(self, features, embeddings) -> np.ndarray:
         """Per-dimension coefficient of determination of the decodings of ``features``
