@@ -90,7 +90,7 @@ class EmbeddingDecoder:
         f64 = torch.from_numpy(f).to(torch.float64)
         self._mean, self._std = f64.mean(0), f64.std(0, unbiased=False).clamp_min(1e-6)
         self._e_mean = e.mean(0)
-        x, y = (f64 - self._mean) / self._std, e - self._e_mean
+        x, y = self._standardize(f), e - self._e_mean
         fold = torch.from_numpy(np.random.default_rng(self.seed).permutation(n) % self.folds)
         gram, rhs = x.T @ x, x.T @ y
         oof = torch.zeros(len(self.alphas), n, e.shape[1], dtype=torch.float64)
