@@ -365,7 +365,7 @@ def measure_utility(target: AuditTarget, *, dataset: str, data_dir=None, cloud: 
     against a plaintext model of the same capacity.  Accuracies carry Wilson 95% CIs.
     ``cloud`` is a cloud name or a :class:`owsd.cloud.Cloud` (the audit shares one).
     """
-    from analysis.stats import wilson_interval
+    from owsd.stats import wilson_interval
     from owsd.cloud import Cloud, make_cloud, truncate_topk
     from owsd.data import load_splits
     from owsd.internal import Classifier, InternalModel

@@ -6,7 +6,7 @@ copied into every report).  A row names a metric, which direction helps the atta
 significantly) and a *pass* line (the kernel resists if the metric stays on the
 defender's side of it, or does not beat chance significantly).  Significance is judged on
 Benjamini-Hochberg adjusted p-values across every metric the audit grades
-(:func:`analysis.stats.fdr_adjust`), or on the CI when a metric has no p-value.
+(:func:`owsd.stats.fdr_adjust`), or on the CI when a metric has no p-value.
 
 Verdicts: ``pass`` (good for the defender), ``warn`` (beats chance but crosses no fail
 line, or sits between the lines), ``fail`` (bad for the defender), ``n/a`` (the attack's
@@ -38,7 +38,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
-from analysis.stats import fdr_adjust
+from owsd.stats import fdr_adjust
 
 log = logging.getLogger(__name__)
 

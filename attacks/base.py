@@ -38,7 +38,7 @@ from typing import Any, Callable, ClassVar, Optional
 import numpy as np
 import torch
 
-from analysis.stats import binomial_pvalue, wilson_interval
+from owsd.stats import binomial_pvalue, wilson_interval
 from attacks.threat import Requirements, ThreatModel
 from attacks.victim import AttackerView, Victim
 from owsd.io import json_default

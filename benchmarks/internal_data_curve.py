@@ -37,7 +37,7 @@ def main() -> int:
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    from analysis.stats import wilson_interval
+    from owsd.stats import wilson_interval
     from owsd.cloud import make_cloud, truncate_topk
     from owsd.data import load_splits
     from owsd.encoder import make_encoder

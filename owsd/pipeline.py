@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from analysis.stats import wilson_interval
+from owsd.stats import wilson_interval
 from owsd.cloud import Cloud, default_cache_dir, make_cloud, truncate_topk
 from owsd.data import ImageDataset, load_splits
 from owsd.encoder import Encoder, make_encoder

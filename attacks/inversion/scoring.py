@@ -42,7 +42,7 @@ from typing import Any, Optional
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from analysis.stats import binomial_pvalue, bootstrap_ci, permutation_pvalue, wilson_interval
+from owsd.stats import binomial_pvalue, bootstrap_ci, permutation_pvalue, wilson_interval
 from attacks.base import AttackResult, Score, register_scorer
 from attacks.inversion.outputs import Reconstructions
 from attacks.victim import AttackerView, Victim

@@ -38,7 +38,7 @@ import time
 import numpy as np
 import torch
 
-from analysis.stats import binomial_pvalue, bootstrap_ci, wilson_interval
+from owsd.stats import binomial_pvalue, bootstrap_ci, wilson_interval
 from attacks.base import Score, register_scorer
 from attacks.key_estimation.linear_fit import as_unit_float, to_link
 from attacks.key_estimation.outputs import KeyEstimate, Matching

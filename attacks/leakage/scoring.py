@@ -28,7 +28,7 @@ import logging
 import numpy as np
 from sklearn.metrics import normalized_mutual_info_score
 
-from analysis.stats import binomial_pvalue, bootstrap_ci, permutation_pvalue, roc_curve, wilson_interval
+from owsd.stats import binomial_pvalue, bootstrap_ci, permutation_pvalue, roc_curve, wilson_interval
 from attacks.base import Score, register_scorer
 from attacks.leakage.features import pairwise_sq_dists
 from attacks.leakage.groundtruth import (InternalOracle, augment, challenge_images, internal_model_for,

@@ -1,4 +1,4 @@
-"""Statistics the leakage tests need beyond :mod:`analysis.stats` (which they build on).
+"""Statistics the leakage tests need beyond :mod:`owsd.stats` (which they build on).
 
 * :func:`hungarian_accuracy`: clustering accuracy after the best cluster-to-class matching;
 * :func:`mantel_test`: Spearman correlation of two distance matrices, permutation p-value
@@ -26,7 +26,7 @@ import numpy as np
 from scipy import stats as _st
 from scipy.optimize import linear_sum_assignment
 
-from analysis.stats import auc_with_ci, permutation_pvalue, roc_auc, tpr_at_fpr
+from owsd.stats import auc_with_ci, permutation_pvalue, roc_auc, tpr_at_fpr
 
 
 def hungarian_accuracy(clusters: np.ndarray, labels: np.ndarray) -> float:
@@ -105,7 +105,7 @@ def auc_test(scores: np.ndarray, labels: np.ndarray, *, n_boot: int = 500,
 
 def tpr_at_fpr_ci(scores: np.ndarray, labels: np.ndarray, target_fpr: float, *, n_boot: int = 200,
                   rng: Optional[np.random.Generator] = None) -> dict:
-    """:func:`analysis.stats.tpr_at_fpr` plus a stratified-bootstrap 95% interval of the TPR."""
+    """:func:`owsd.stats.tpr_at_fpr` plus a stratified-bootstrap 95% interval of the TPR."""
     scores, labels = np.asarray(scores, float), np.asarray(labels).astype(bool)
     res = tpr_at_fpr(scores, labels, target_fpr)
     rng = rng or np.random.default_rng(0)

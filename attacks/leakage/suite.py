@@ -3,7 +3,7 @@
 :func:`run_all_leakage_tests` runs :data:`SUITE` (tests on cloud outputs are skipped when the
 victim has no cloud); :func:`leakage_table` gives one row per test with its primary
 statistic, chance level, interval, raw p-value and Benjamini-Hochberg adjusted p-value
-(:func:`analysis.stats.fdr_adjust`, i.e. scipy's ``false_discovery_control``), and whether it
+(:func:`owsd.stats.fdr_adjust`, i.e. scipy's ``false_discovery_control``), and whether it
 is flagged; :func:`format_table` renders the rows as Markdown.
 
 Example:
@@ -26,7 +26,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from analysis.stats import fdr_adjust
+from owsd.stats import fdr_adjust
 from attacks.base import AttackResult
 from attacks.leakage.common import LEAKAGE_VICTIM_SIZES
 from attacks.victim import Victim
