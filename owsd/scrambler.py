@@ -24,6 +24,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from owsd.keys import Key
+from owsd.ops.affine import CollapsedStack, collapse_stack, collapse_worthwhile, collapsed_scramble
 from owsd.validation import as_matrix
 
 log = logging.getLogger(__name__)
@@ -39,18 +40,34 @@ def _fused_scramble():
         return fused_scramble_ref
 
 
+COLLAPSE_MODES = ("auto", "always", "never")
+
+
 class Scrambler(nn.Module):
     """Transposed-convolution network with the key's weights as (non-trainable) buffers.
 
-    ``forward`` is differentiable with respect to its input (attacks need this).
+    ``forward`` is differentiable with respect to its input (attacks need this).  A spec
+    without activations is an affine map of the embedding; with ``collapse="auto"`` (the
+    default) it is run as one matrix product (:mod:`owsd.ops.affine`, the matrix collapsed
+    once per key, device and dtype) when :func:`~owsd.ops.affine.collapse_worthwhile` says
+    so and the scrambler has been asked for at least ``4 * embedding_dim`` images (the
+    collapse costs about one batch of ``embedding_dim`` images in float64, so a key used
+    once for a few images, as attacks that draw many keys do, never pays it);
+    ``"always"`` / ``"never"`` force the choice; ``impl="ref"`` always runs the
+    layer-by-layer reference.
     """
 
     def __init__(self, key: Key, *, device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32, impl: Optional[str] = None) -> None:
+                 dtype: torch.dtype = torch.float32, impl: Optional[str] = None, collapse: str = "auto") -> None:
         super().__init__()
+        if collapse not in COLLAPSE_MODES:
+            raise ValueError(f"collapse must be one of {COLLAPSE_MODES}, got {collapse!r}")
         self.spec = key.spec
         self.fingerprint = key.fingerprint
         self.impl = impl
+        self.collapse = collapse
+        self._collapsed: Optional[CollapsedStack] = None
+        self._images_seen = 0
         for i, w in enumerate(key.weights(dtype=dtype)):
             self.register_buffer(f"weight{i}", w.to(device))
         for i, b in enumerate(key.biases(dtype=dtype)):
@@ -78,6 +95,12 @@ class Scrambler(nn.Module):
         if embeddings.ndim != 2 or embeddings.shape[1] != self.spec.embedding_dim:
             raise ValueError(f"embeddings: expected shape (N, {self.spec.embedding_dim}), "
                              f"got {tuple(embeddings.shape)}")
+        stack = self._collapsed_stack(embeddings.shape[0])
+        self._images_seen += embeddings.shape[0]
+        if stack is not None:
+            return collapsed_scramble(embeddings.to(self.weight0.dtype), stack, normalization=self.spec.normalization,
+                                      gain=float(self.spec.gain), carrier=self.carrier, out_dtype=out_dtype,
+                                      impl=self.impl or "auto")
         x = embeddings.to(self.weight0.dtype).reshape(-1, *self.spec.input_shape)
         lays = self.spec.layers
         kwargs = dict(strides=[l.stride for l in lays], paddings=[l.padding for l in lays],
@@ -88,6 +111,35 @@ class Scrambler(nn.Module):
         if self.impl is not None and fn.__name__ != "fused_scramble_ref":
             kwargs["impl"] = self.impl
         return fn(x, self.weights, self.biases, **kwargs)
+
+    def uses_collapse(self, batch: int) -> bool:
+        """Whether a batch of ``batch`` embeddings runs as one collapsed matrix product."""
+        if self.collapse == "never" or self.impl == "ref":
+            return False
+        if any(layer.activation != "none" for layer in self.spec.layers):
+            return False
+        if self.collapse == "always":
+            return True
+        if self._collapsed is None and self._images_seen + batch < 4 * self.spec.embedding_dim:
+            return False
+        return collapse_worthwhile(input_shape=self.spec.input_shape, weights=self.weights,
+                                   strides=[layer.stride for layer in self.spec.layers],
+                                   out_numel=int(np.prod(self.spec.output_shape())), batch=batch)
+
+    def _collapsed_stack(self, batch: int) -> Optional[CollapsedStack]:
+        if not self.uses_collapse(batch):
+            return None
+        st = self._collapsed
+        if st is None or st.matrix.device != self.device or st.matrix.dtype != self.weight0.dtype:
+            lays = self.spec.layers
+            st = collapse_stack(self.weights, self.biases, strides=[layer.stride for layer in lays],
+                                paddings=[layer.padding for layer in lays],
+                                output_paddings=[layer.output_padding for layer in lays],
+                                input_shape=self.spec.input_shape, dtype=self.weight0.dtype)
+            self._collapsed = st
+            log.debug("scrambler %s: collapsed into a %s matrix (%.1f MB)", self.fingerprint,
+                      tuple(st.matrix.shape), st.nbytes / 1e6)
+        return st
 
     def iter_batches(self, embeddings, *, batch_size: int = 64, verbose: bool = True,
                      out_dtype: torch.dtype = torch.float32) -> Iterator[torch.Tensor]:

@@ -20,8 +20,8 @@ TOLERANCES = {
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--runslow", action="store_true", default=False,
                      help="run tests marked slow (real cloud model, long runs)")
-    parser.addoption("--device", action="store", default="cpu",
-                     help="torch device for device-parametrized tests: cpu, cuda or all")
+    parser.addoption("--device", action="store", default="cpu", choices=("cpu", "cuda", "all"),
+                     help="device of the device-parametrized tests (the `device` fixture): cpu, cuda or all")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
@@ -30,6 +30,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
         for item in items:
             if "slow" in item.keywords:
                 item.add_marker(skip_slow)
+    for item in items:  # a test run on the cuda device is a gpu test (`-m gpu` selects it)
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and str(callspec.params.get("device", "")).startswith("cuda"):
+            item.add_marker(pytest.mark.gpu)
     if not torch.cuda.is_available():
         skip_gpu = pytest.mark.skip(reason="no CUDA device: torch.cuda.is_available() is False")
         for item in items:
@@ -40,7 +44,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
 def _devices(config: pytest.Config) -> list[str]:
     opt = config.getoption("--device")
     if opt == "all":
-        return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+        return ["cpu", "cuda"]
     return [opt]
 
 
@@ -62,6 +66,35 @@ def shared_data() -> Path:
     if d is None:
         pytest.skip("shared data directory not found (set OWSD_DATA_DIR or place it at ../shared/data)")
     return d
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _exact_float32_on_cuda():
+    """References on CUDA in true float32: no TF32 in cuDNN convolutions or cuBLAS products."""
+    if torch.cuda.is_available():
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+
+
+@pytest.fixture
+def ext(device: str):
+    """The compiled owsd ops for ``device``: skips on CPU when they cannot be built here; on
+    CUDA (asked for with ``--device cuda``) a failed CUDA build is a test failure, not a skip."""
+    import shutil
+
+    from owsd.ops import _build
+
+    cxx = os.environ.get("CXX", "c++")
+    if shutil.which(cxx) is None:
+        pytest.skip(f"no C++ compiler ({cxx!r} not on PATH): compiled owsd ops cannot be built")
+    state = _build.ensure_built()
+    if device == "cuda":
+        if not state.cuda_ok:
+            pytest.fail(f"CUDA kernels unavailable: {state.cuda_reason}")
+    elif not state.cpu_ok:
+        pytest.skip(f"compiled owsd ops unavailable: {state.cpu_reason}")
+    return state
 
 
 @pytest.fixture

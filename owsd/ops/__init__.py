@@ -1,7 +1,9 @@
 """Fast kernels for the scrambler: transposed convolution and the fused scrambler stack.
 
 The operators live in one ``torch.library`` namespace, ``owsd``
-(``torch.ops.owsd.conv_transpose2d``, ``torch.ops.owsd.fused_scramble``), compiled
+(``torch.ops.owsd.conv_transpose2d``, ``torch.ops.owsd.fused_scramble``,
+``torch.ops.owsd.affine_scramble`` for stacks without activations collapsed into one
+matrix, :mod:`owsd.ops.affine`), compiled
 on first use (never at import) and cached; without a working compiler the pure
 PyTorch reference in :mod:`owsd.ops.reference` is used (one warning).
 See ``docs/kernel.md``.
@@ -21,10 +23,24 @@ from owsd.ops._api import (
     set_default_impl,
     status,
 )
+from owsd.ops.affine import (
+    CollapsedStack,
+    affine_scramble,
+    affine_scramble_ref,
+    collapse_stack,
+    collapse_worthwhile,
+    collapsed_scramble,
+)
 from owsd.ops.reference import ACTIVATIONS, NORMALIZATIONS, fused_scramble_ref
 
 __all__ = [
     "ACTIVATIONS",
+    "CollapsedStack",
+    "affine_scramble",
+    "affine_scramble_ref",
+    "collapse_stack",
+    "collapse_worthwhile",
+    "collapsed_scramble",
     "IMPLS",
     "NORMALIZATIONS",
     "conv_transpose2d",

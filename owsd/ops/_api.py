@@ -7,7 +7,9 @@ Implementations:
   :mod:`owsd.ops._build`); raises :class:`RuntimeError` when unavailable.
 * ``"auto"``: the process default (``set_default_impl`` or ``$OWSD_OPS_IMPL``,
   itself ``"auto"`` unless set), which means the extension when it built for the
-  tensor's device, else the reference (the build failure is warned about once).
+  tensor's device, else the reference (the build failure is warned about once);
+  except ``fused_scramble`` on CUDA, where ``auto`` keeps cuDNN's layers (measured 10x
+  faster than the fused CUDA kernel, docs/kernel.md).
 """
 
 from __future__ import annotations
@@ -188,7 +190,15 @@ def fused_scramble(
     _check_fused_args(weights, biases, strides, paddings, output_paddings, activations, normalization)
     if out_dtype not in (torch.float32, torch.float64, torch.uint8):
         raise ValueError(f"out_dtype must be torch.float32, torch.float64 or torch.uint8, got {out_dtype}")
-    if _use_ext(impl, x.device):
+    use_ext = _use_ext(impl, x.device)
+    if use_ext and x.device.type == "cuda" and impl == "auto" and not torch.compiler.is_compiling() \
+            and get_default_impl() == "auto":
+        # Measured on an H200 (docs/kernel.md): the one-block-per-image CUDA kernel runs at
+        # ~9.5k images/s against ~95k for cuDNN's layers, so `auto` keeps cuDNN on CUDA;
+        # impl="ext" still runs the kernel.  Stacks without activations go through the
+        # collapsed matrix instead (owsd.ops.affine, 5.7-7.8x cuDNN).
+        use_ext = False
+    if use_ext:
         biases = list(biases)
         if any(b is None for b in biases) and any(b is not None and b.requires_grad for b in biases):
             # a Tensor?[] holding None is not differentiable through torch.library: use zero biases

@@ -43,9 +43,9 @@ import torch
 log = logging.getLogger(__name__)
 
 CSRC = Path(__file__).resolve().parent / "csrc"
-CPU_SOURCES = ("bindings.cpp", "deconv_cpu.cpp")
-CUDA_SOURCES = ("deconv_cuda.cu",)
-HEADERS = ("deconv_index.h", "deconv_kernels.h")
+CPU_SOURCES = ("bindings.cpp", "deconv_cpu.cpp", "affine_cpu.cpp")
+CUDA_SOURCES = ("deconv_cuda.cu", "affine_cuda.cu")
+HEADERS = ("deconv_index.h", "deconv_kernels.h", "affine_kernels.h")
 
 _LOCK = threading.RLock()
 
@@ -143,7 +143,7 @@ def build_config(with_cuda: bool) -> dict:
     sources = list(CPU_SOURCES)
     if with_cuda:
         cflags.append("-DWITH_CUDA")
-        cuda_flags = ["-O3", "-DWITH_CUDA", "--use_fast_math"] + cuda_arch_flags()
+        cuda_flags = ["-O3", "-DWITH_CUDA"] + cuda_arch_flags()
         sources += list(CUDA_SOURCES)
     return {
         "sources": sources,
@@ -191,6 +191,7 @@ def _ops_registered() -> bool:
     try:
         torch.ops.owsd.fused_scramble  # noqa: B018 - attribute lookup raises when absent
         torch.ops.owsd.conv_transpose2d  # noqa: B018
+        torch.ops.owsd.affine_scramble  # noqa: B018
         return True
     except (AttributeError, RuntimeError):
         return False

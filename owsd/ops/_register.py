@@ -215,6 +215,49 @@ def _fs_backward(ctx, grad):
     return gx, gws, gbs_out, None, None, None, None, None, None, gc, None
 
 
+# ----------------------------------------------------------------------------- affine scrambler
+def _fake_affine_scramble(x, matrix, offset, scale, center, base, post, out_dtype):
+    torch._check(x.dim() == 2 and matrix.dim() == 2, lambda: "owsd::affine_scramble: x and matrix must be 2-D")
+    return x.new_empty((x.shape[0], matrix.shape[1]), dtype=out_dtype)
+
+
+def _af_setup_context(ctx, inputs, output):
+    x, matrix, offset, scale, center, base, post, out_dtype = inputs
+    ctx.has_offset, ctx.has_base = offset is not None, base is not None
+    ctx.post = int(post)
+    ctx.save_for_backward(x, matrix, offset if offset is not None else x.new_empty(0), scale, center,
+                          base if base is not None else x.new_empty(0))
+
+
+def _af_backward(ctx, grad):
+    x, matrix, offset, scale, center, base = ctx.saved_tensors
+    dt = x.dtype
+    grad = grad.to(dt)
+    acc = x @ matrix
+    if ctx.has_offset:
+        acc = acc + offset.to(dt)
+    centered = acc - center.to(dt)[:, None]
+    pre = scale.to(dt)[:, None] * centered
+    if ctx.has_base:
+        pre = pre + base.to(dt)
+    if ctx.post == 0:  # clamp: the gradient passes where min <= pre <= max, as torch.clamp's
+        gp = grad * ((pre >= 0) & (pre <= 1)).to(dt)
+    elif ctx.post == 1:
+        y = torch.sigmoid(pre)
+        gp = grad * y * (1 - y)
+    else:
+        gp = grad
+    need = ctx.needs_input_grad
+    gacc = gp * scale.to(dt)[:, None]
+    gx = gacc @ matrix.T if need[0] else None
+    gm = x.T @ gacc if need[1] else None
+    goff = gacc.sum(0).to(offset.dtype) if ctx.has_offset and need[2] else None
+    gscale = (gp * centered).sum(1).to(scale.dtype) if need[3] else None
+    gcenter = -(gacc.sum(1)).to(center.dtype) if need[4] else None
+    gbase = gp.sum(0).to(base.dtype) if ctx.has_base and need[5] else None
+    return gx, gm, goff, gscale, gcenter, gbase, None, None
+
+
 def register_python_side() -> None:
     """Register fake kernels and autograd formulas for the loaded ``owsd`` ops (idempotent)."""
     global _REGISTERED
@@ -222,6 +265,8 @@ def register_python_side() -> None:
         return
     torch.library.register_fake("owsd::conv_transpose2d")(_fake_conv_transpose2d)
     torch.library.register_fake("owsd::fused_scramble")(_fake_fused_scramble)
+    torch.library.register_fake("owsd::affine_scramble")(_fake_affine_scramble)
     torch.library.register_autograd("owsd::conv_transpose2d", _ct_backward, setup_context=_ct_setup_context)
     torch.library.register_autograd("owsd::fused_scramble", _fs_backward, setup_context=_fs_setup_context)
+    torch.library.register_autograd("owsd::affine_scramble", _af_backward, setup_context=_af_setup_context)
     _REGISTERED = True

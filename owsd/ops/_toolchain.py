@@ -104,7 +104,7 @@ def nvcc_report(arch: str = "90", *, werror: bool = True, timeout: int = 600) ->
     with tempfile.TemporaryDirectory() as tmp:
         for src in CUDA_SOURCES:
             cmd = [nvcc, "-c", str(CSRC / src), "-o", str(Path(tmp) / (src + ".o")), "-std=c++17", "-O3",
-                   "--use_fast_math", f"-gencode=arch=compute_{arch},code=[sm_{arch},compute_{arch}]",
+                   f"-gencode=arch=compute_{arch},code=[sm_{arch},compute_{arch}]",
                    "-Xptxas", "-v", f"-I{CSRC}"]
             if werror:
                 cmd.append("-Werror=all-warnings")

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #if defined(__linux__)
@@ -23,7 +24,42 @@
 #include <c10/cuda/CUDAStream.h>
 #endif
 
+#include "affine_kernels.h"
 #include "deconv_kernels.h"
+
+namespace {
+
+// Error messages are built here with std::to_string and string concatenation only, then
+// handed to TORCH_CHECK as one std::string (which c10::str passes through untouched).
+// Streaming numbers into c10::str's ostringstream segfaulted on one GPU image whose
+// compiler's libstdc++ was newer than the one loaded at run time (docs/kernel.md).
+inline std::string piece(const char* s) { return s; }
+inline std::string piece(const std::string& s) { return s; }
+inline std::string piece(at::ScalarType t) { return c10::toString(t); }
+inline std::string piece(at::IntArrayRef a) {
+  std::string out = "[";
+  for (size_t i = 0; i < a.size(); ++i) out += (i ? ", " : "") + std::to_string(a[i]);
+  return out + "]";
+}
+template <typename T, typename = std::enable_if_t<std::is_arithmetic_v<T>>>
+std::string piece(T v) {
+  return std::to_string(v);
+}
+template <typename... Args>
+std::string cat(const Args&... args) {
+  std::string out;
+  ((out += piece(args)), ...);
+  return out;
+}
+
+}  // namespace
+
+#define OWSD_CHECK(cond, ...)                    \
+  do {                                           \
+    if (C10_UNLIKELY(!(cond))) {                 \
+      TORCH_CHECK(false, ::cat(__VA_ARGS__));    \
+    }                                            \
+  } while (0)
 
 namespace {
 
@@ -49,27 +85,27 @@ void advise_hugepages(const at::Tensor& t) {
 }
 
 void check_float(const at::Tensor& t, const char* what) {
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble,
+  OWSD_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble,
               "owsd: ", what, " must be float32 or float64, got ", t.scalar_type());
 }
 
 LayerSpec layer_spec(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                      at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef output_padding,
                      int64_t groups, at::IntArrayRef dilation) {
-  TORCH_CHECK(x.dim() == 4, "owsd::conv_transpose2d: x must be 4-D (N, C, H, W), got ", x.dim(), "-D");
-  TORCH_CHECK(weight.dim() == 4, "owsd::conv_transpose2d: weight must be 4-D, got ", weight.dim(), "-D");
+  OWSD_CHECK(x.dim() == 4, "owsd::conv_transpose2d: x must be 4-D (N, C, H, W), got ", x.dim(), "-D");
+  OWSD_CHECK(weight.dim() == 4, "owsd::conv_transpose2d: weight must be 4-D, got ", weight.dim(), "-D");
   check_float(x, "x");
-  TORCH_CHECK(weight.scalar_type() == x.scalar_type(), "owsd::conv_transpose2d: weight dtype ",
+  OWSD_CHECK(weight.scalar_type() == x.scalar_type(), "owsd::conv_transpose2d: weight dtype ",
               weight.scalar_type(), " differs from x dtype ", x.scalar_type());
-  TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && output_padding.size() == 2 && dilation.size() == 2,
+  OWSD_CHECK(stride.size() == 2 && padding.size() == 2 && output_padding.size() == 2 && dilation.size() == 2,
               "owsd::conv_transpose2d: stride/padding/output_padding/dilation must have 2 entries");
-  TORCH_CHECK(groups >= 1, "owsd::conv_transpose2d: groups must be >= 1");
+  OWSD_CHECK(groups >= 1, "owsd::conv_transpose2d: groups must be >= 1");
   LayerSpec L{};
   L.cin = static_cast<int>(x.size(1));
   L.groups = static_cast<int>(groups);
-  TORCH_CHECK(weight.size(0) == x.size(1), "owsd::conv_transpose2d: weight.size(0)=", weight.size(0),
+  OWSD_CHECK(weight.size(0) == x.size(1), "owsd::conv_transpose2d: weight.size(0)=", weight.size(0),
               " must equal the input channels ", x.size(1));
-  TORCH_CHECK(L.cin % L.groups == 0, "owsd::conv_transpose2d: input channels ", L.cin,
+  OWSD_CHECK(L.cin % L.groups == 0, "owsd::conv_transpose2d: input channels ", L.cin,
               " not divisible by groups ", L.groups);
   L.cout = static_cast<int>(weight.size(1) * groups);
   L.kh = static_cast<int>(weight.size(2));
@@ -82,20 +118,20 @@ LayerSpec layer_spec(const at::Tensor& x, const at::Tensor& weight, const std::o
   L.opw = static_cast<int>(output_padding[1]);
   L.dh = static_cast<int>(dilation[0]);
   L.dw = static_cast<int>(dilation[1]);
-  TORCH_CHECK(L.sh >= 1 && L.sw >= 1 && L.dh >= 1 && L.dw >= 1, "owsd::conv_transpose2d: stride and dilation must be >= 1");
-  TORCH_CHECK(L.ph >= 0 && L.pw >= 0 && L.oph >= 0 && L.opw >= 0, "owsd::conv_transpose2d: padding must be >= 0");
-  TORCH_CHECK(L.oph < std::max(L.sh, L.dh) && L.opw < std::max(L.sw, L.dw),
+  OWSD_CHECK(L.sh >= 1 && L.sw >= 1 && L.dh >= 1 && L.dw >= 1, "owsd::conv_transpose2d: stride and dilation must be >= 1");
+  OWSD_CHECK(L.ph >= 0 && L.pw >= 0 && L.oph >= 0 && L.opw >= 0, "owsd::conv_transpose2d: padding must be >= 0");
+  OWSD_CHECK(L.oph < std::max(L.sh, L.dh) && L.opw < std::max(L.sw, L.dw),
               "owsd::conv_transpose2d: output padding must be smaller than either stride or dilation");
   L.hin = static_cast<int>(x.size(2));
   L.win = static_cast<int>(x.size(3));
   L.act = owsd::kActNone;
   L.has_bias = bias.has_value() ? 1 : 0;
   if (bias.has_value()) {
-    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == L.cout, "owsd::conv_transpose2d: bias must have shape (",
+    OWSD_CHECK(bias->dim() == 1 && bias->size(0) == L.cout, "owsd::conv_transpose2d: bias must have shape (",
                 L.cout, ",)");
-    TORCH_CHECK(bias->scalar_type() == x.scalar_type(), "owsd::conv_transpose2d: bias dtype differs from x");
+    OWSD_CHECK(bias->scalar_type() == x.scalar_type(), "owsd::conv_transpose2d: bias dtype differs from x");
   }
-  TORCH_CHECK(owsd::layer_spec_finish(&L), "owsd::conv_transpose2d: output size would be < 1 (",
+  OWSD_CHECK(owsd::layer_spec_finish(&L), "owsd::conv_transpose2d: output size would be < 1 (",
               L.hout, "x", L.wout, ")");
   return L;
 }
@@ -134,29 +170,29 @@ FusedArgs fused_args(const at::Tensor& x, at::TensorList weights, const c10::Lis
                      at::IntArrayRef activations, int64_t normalization, const std::optional<at::Tensor>& carrier,
                      at::ScalarType out_dtype) {
   const size_t n = weights.size();
-  TORCH_CHECK(n >= 1 && n <= static_cast<size_t>(owsd::kMaxLayers), "owsd::fused_scramble: need 1..",
+  OWSD_CHECK(n >= 1 && n <= static_cast<size_t>(owsd::kMaxLayers), "owsd::fused_scramble: need 1..",
               owsd::kMaxLayers, " layers, got ", n);
-  TORCH_CHECK(biases.size() == n && strides.size() == n && paddings.size() == n && output_paddings.size() == n &&
+  OWSD_CHECK(biases.size() == n && strides.size() == n && paddings.size() == n && output_paddings.size() == n &&
                   activations.size() == n,
               "owsd::fused_scramble: biases/strides/paddings/output_paddings/activations need one entry per layer");
-  TORCH_CHECK(x.dim() == 4, "owsd::fused_scramble: x must be 4-D (N, C, H, W)");
+  OWSD_CHECK(x.dim() == 4, "owsd::fused_scramble: x must be 4-D (N, C, H, W)");
   check_float(x, "x");
-  TORCH_CHECK(normalization >= 0 && normalization <= 2, "owsd::fused_scramble: bad normalization code ",
+  OWSD_CHECK(normalization >= 0 && normalization <= 2, "owsd::fused_scramble: bad normalization code ",
               normalization);
   FusedArgs a;
   a.norm = static_cast<int>(normalization);
   if (out_dtype == at::kFloat) a.out_kind = owsd::kOutFloat32;
   else if (out_dtype == at::kDouble) a.out_kind = owsd::kOutFloat64;
   else if (out_dtype == at::kByte) a.out_kind = owsd::kOutUint8;
-  else TORCH_CHECK(false, "owsd::fused_scramble: out_dtype must be float32, float64 or uint8, got ", out_dtype);
+  else OWSD_CHECK(false, "owsd::fused_scramble: out_dtype must be float32, float64 or uint8, got ", out_dtype);
   int c = static_cast<int>(x.size(1)), h = static_cast<int>(x.size(2)), wd = static_cast<int>(x.size(3));
   for (size_t l = 0; l < n; ++l) {
     const at::Tensor& w = weights[l];
-    TORCH_CHECK(w.dim() == 4, "owsd::fused_scramble: weights[", l, "] must be 4-D");
-    TORCH_CHECK(w.scalar_type() == x.scalar_type(), "owsd::fused_scramble: weights[", l, "] dtype differs from x");
-    TORCH_CHECK(w.size(0) == c, "owsd::fused_scramble: weights[", l, "].size(0)=", w.size(0), " but the layer input has ",
+    OWSD_CHECK(w.dim() == 4, "owsd::fused_scramble: weights[", l, "] must be 4-D");
+    OWSD_CHECK(w.scalar_type() == x.scalar_type(), "owsd::fused_scramble: weights[", l, "] dtype differs from x");
+    OWSD_CHECK(w.size(0) == c, "owsd::fused_scramble: weights[", l, "].size(0)=", w.size(0), " but the layer input has ",
                 c, " channels");
-    TORCH_CHECK(activations[l] >= 0 && activations[l] <= 3, "owsd::fused_scramble: bad activation code ",
+    OWSD_CHECK(activations[l] >= 0 && activations[l] <= 3, "owsd::fused_scramble: bad activation code ",
                 activations[l]);
     LayerSpec L{};
     L.cin = c;
@@ -168,7 +204,7 @@ FusedArgs fused_args(const at::Tensor& x, at::TensorList weights, const c10::Lis
     L.ph = L.pw = static_cast<int>(paddings[l]);
     L.oph = L.opw = static_cast<int>(output_paddings[l]);
     L.dh = L.dw = 1;
-    TORCH_CHECK(L.sh >= 1 && L.ph >= 0 && L.oph >= 0 && L.oph < L.sh, "owsd::fused_scramble: layer ", l,
+    OWSD_CHECK(L.sh >= 1 && L.ph >= 0 && L.oph >= 0 && L.oph < L.sh, "owsd::fused_scramble: layer ", l,
                 ": need stride >= 1, padding >= 0, 0 <= output_padding < stride");
     L.hin = h;
     L.win = wd;
@@ -176,14 +212,14 @@ FusedArgs fused_args(const at::Tensor& x, at::TensorList weights, const c10::Lis
     const std::optional<at::Tensor> bl = biases.get(l);
     L.has_bias = bl.has_value() ? 1 : 0;
     if (bl.has_value()) {
-      TORCH_CHECK(bl->dim() == 1 && bl->size(0) == L.cout, "owsd::fused_scramble: biases[", l, "] must have shape (",
+      OWSD_CHECK(bl->dim() == 1 && bl->size(0) == L.cout, "owsd::fused_scramble: biases[", l, "] must have shape (",
                   L.cout, ",)");
-      TORCH_CHECK(bl->scalar_type() == x.scalar_type(), "owsd::fused_scramble: biases[", l, "] dtype differs from x");
+      OWSD_CHECK(bl->scalar_type() == x.scalar_type(), "owsd::fused_scramble: biases[", l, "] dtype differs from x");
       a.b.push_back(bl->contiguous());
     } else {
       a.b.push_back(at::Tensor());
     }
-    TORCH_CHECK(owsd::layer_spec_finish(&L), "owsd::fused_scramble: layer ", l, " output size < 1");
+    OWSD_CHECK(owsd::layer_spec_finish(&L), "owsd::fused_scramble: layer ", l, " output size < 1");
     a.layers.push_back(L);
     a.w.push_back(w.contiguous());
     c = L.cout;
@@ -191,9 +227,9 @@ FusedArgs fused_args(const at::Tensor& x, at::TensorList weights, const c10::Lis
     wd = L.wout;
   }
   if (carrier.has_value()) {
-    TORCH_CHECK(a.norm == owsd::kNormStandardize,
+    OWSD_CHECK(a.norm == owsd::kNormStandardize,
                 "owsd::fused_scramble: a carrier is only used with normalization 'standardize'");
-    TORCH_CHECK(carrier->dim() == 3 && carrier->size(0) == c && carrier->size(1) == h && carrier->size(2) == wd,
+    OWSD_CHECK(carrier->dim() == 3 && carrier->size(0) == c && carrier->size(1) == h && carrier->size(2) == wd,
                 "owsd::fused_scramble: carrier must have shape (", c, ", ", h, ", ", wd, "), got ", carrier->sizes());
     a.carrier = carrier->to(x.scalar_type()).contiguous();
   }
@@ -229,6 +265,81 @@ at::Tensor fused_scramble_cpu(const at::Tensor& x, at::TensorList weights,
   return out;
 }
 
+// ----------------------------------------------------------------------------- affine scrambler
+struct AffineInputs {
+  at::Tensor x, m, offset, scale, center, base;  // contiguous, x's dtype; offset / base may be undefined
+  int out_kind = owsd::kOutFloat32;
+  int post = owsd::kPostClamp01;
+};
+
+AffineInputs affine_inputs(const at::Tensor& x, const at::Tensor& matrix, const std::optional<at::Tensor>& offset,
+                           const at::Tensor& scale, const at::Tensor& center, const std::optional<at::Tensor>& base,
+                           int64_t post, at::ScalarType out_dtype) {
+  OWSD_CHECK(x.dim() == 2, "owsd::affine_scramble: x must be 2-D (N, K), got ", x.dim(), "-D");
+  check_float(x, "x");
+  OWSD_CHECK(matrix.dim() == 2 && matrix.size(0) == x.size(1), "owsd::affine_scramble: matrix must be (K, P) with K=",
+              x.size(1), ", got ", matrix.sizes());
+  OWSD_CHECK(matrix.scalar_type() == x.scalar_type(), "owsd::affine_scramble: matrix dtype differs from x");
+  const int64_t n = x.size(0), p = matrix.size(1);
+  OWSD_CHECK(scale.dim() == 1 && scale.size(0) == n && center.dim() == 1 && center.size(0) == n,
+              "owsd::affine_scramble: scale and center must have shape (", n, ",)");
+  OWSD_CHECK(post >= 0 && post <= 2, "owsd::affine_scramble: bad post code ", post);
+  AffineInputs a;
+  a.post = static_cast<int>(post);
+  if (out_dtype == at::kFloat) a.out_kind = owsd::kOutFloat32;
+  else if (out_dtype == at::kDouble) a.out_kind = owsd::kOutFloat64;
+  else if (out_dtype == at::kByte) a.out_kind = owsd::kOutUint8;
+  else OWSD_CHECK(false, "owsd::affine_scramble: out_dtype must be float32, float64 or uint8, got ", out_dtype);
+  OWSD_CHECK(!(a.out_kind == owsd::kOutUint8 && a.post == owsd::kPostIdentity),
+              "owsd::affine_scramble: a uint8 output needs a bounded post map (clamp or sigmoid)");
+  const auto dt = x.scalar_type();
+  for (const auto* t : {&offset, &base}) {
+    if (t->has_value()) {
+      OWSD_CHECK((*t)->dim() == 1 && (*t)->size(0) == p, "owsd::affine_scramble: offset and base must have shape (",
+                  p, ",), got ", (*t)->sizes());
+    }
+  }
+  a.x = x.contiguous();
+  a.m = matrix.contiguous();
+  a.scale = scale.to(dt).contiguous();
+  a.center = center.to(dt).contiguous();
+  if (offset.has_value()) a.offset = offset->to(dt).contiguous();
+  if (base.has_value()) a.base = base->to(dt).contiguous();
+  return a;
+}
+
+template <typename T>
+owsd::AffineArgs<T> affine_args(const AffineInputs& in, at::Tensor& out) {
+  owsd::AffineArgs<T> a{};
+  a.x = in.x.data_ptr<T>();
+  a.m = in.m.data_ptr<T>();
+  a.offset = in.offset.defined() ? in.offset.data_ptr<T>() : nullptr;
+  a.scale = in.scale.data_ptr<T>();
+  a.center = in.center.data_ptr<T>();
+  a.base = in.base.defined() ? in.base.data_ptr<T>() : nullptr;
+  a.post = in.post;
+  a.out_kind = in.out_kind;
+  a.out = out.data_ptr();
+  a.n = in.x.size(0);
+  a.k = in.x.size(1);
+  a.p = in.m.size(1);
+  return a;
+}
+
+at::Tensor affine_scramble_cpu(const at::Tensor& x, const at::Tensor& matrix, const std::optional<at::Tensor>& offset,
+                               const at::Tensor& scale, const at::Tensor& center,
+                               const std::optional<at::Tensor>& base, int64_t post, at::ScalarType out_dtype) {
+  const AffineInputs in = affine_inputs(x, matrix, offset, scale, center, base, post, out_dtype);
+  at::Tensor out = at::empty({x.size(0), matrix.size(1)}, x.options().dtype(out_dtype));
+  if (out.numel() == 0) return out;
+  advise_hugepages(out);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "owsd_affine_scramble_cpu", [&] {
+    const owsd::AffineArgs<scalar_t> a = affine_args<scalar_t>(in, out);
+    at::parallel_for(0, a.n, 4, [&](int64_t n0, int64_t n1) { owsd::cpu::affine_scramble_rows<scalar_t>(a, n0, n1); });
+  });
+  return out;
+}
+
 std::string build_info() {
   std::string s = "simd=";
   s += owsd::cpu::simd_name();
@@ -242,7 +353,7 @@ std::string build_info() {
 
 #ifdef WITH_CUDA
 void check_cuda(int err, const char* what) {
-  TORCH_CHECK(err == 0, "owsd: CUDA error in ", what, ": ", owsd::cuda::error_string(err));
+  OWSD_CHECK(err == 0, "owsd: CUDA error in ", what, ": ", owsd::cuda::error_string(err));
 }
 
 at::Tensor conv_transpose2d_cuda(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
@@ -285,7 +396,7 @@ at::Tensor fused_scramble_cuda(const at::Tensor& x, at::TensorList weights,
   const int nl = static_cast<int>(a.layers.size());
   const int elem = static_cast<int>(x.element_size());
   const int budget = owsd::cuda::max_smem_bytes(static_cast<int>(x.get_device()));
-  TORCH_CHECK(budget >= 0, "owsd: could not query shared memory size: ", owsd::cuda::error_string(-budget));
+  OWSD_CHECK(budget >= 0, "owsd: could not query shared memory size: ", owsd::cuda::error_string(-budget));
   const int64_t per_image = owsd::cuda::fused_scratch_elems_per_image(a.layers.data(), nl, elem, budget);
   at::Tensor scratch = at::empty({x.size(0) * per_image}, x.options());
   void* stream = c10::cuda::getCurrentCUDAStream().stream();
@@ -315,6 +426,21 @@ at::Tensor fused_scramble_cuda(const at::Tensor& x, at::TensorList weights,
   }
   return out;
 }
+at::Tensor affine_scramble_cuda(const at::Tensor& x, const at::Tensor& matrix, const std::optional<at::Tensor>& offset,
+                                const at::Tensor& scale, const at::Tensor& center,
+                                const std::optional<at::Tensor>& base, int64_t post, at::ScalarType out_dtype) {
+  const AffineInputs in = affine_inputs(x, matrix, offset, scale, center, base, post, out_dtype);
+  const c10::cuda::CUDAGuard guard(x.device());
+  at::Tensor out = at::empty({x.size(0), matrix.size(1)}, x.options().dtype(out_dtype));
+  if (out.numel() == 0) return out;
+  void* stream = c10::cuda::getCurrentCUDAStream().stream();
+  if (x.scalar_type() == at::kFloat) {
+    check_cuda(owsd::cuda::affine_scramble_f32(affine_args<float>(in, out), stream), "affine_scramble");
+  } else {
+    check_cuda(owsd::cuda::affine_scramble_f64(affine_args<double>(in, out), stream), "affine_scramble");
+  }
+  return out;
+}
 #endif  // WITH_CUDA
 
 }  // namespace
@@ -327,17 +453,22 @@ TORCH_LIBRARY(owsd, m) {
       "fused_scramble(Tensor x, Tensor[] weights, Tensor?[] biases, int[] strides, int[] paddings, "
       "int[] output_paddings, int[] activations, int normalization, float gain, Tensor? carrier, "
       "ScalarType out_dtype) -> Tensor");
+  m.def(
+      "affine_scramble(Tensor x, Tensor matrix, Tensor? offset, Tensor scale, Tensor center, Tensor? base, "
+      "int post, ScalarType out_dtype) -> Tensor");
   m.def("_build_info() -> str", &build_info);
 }
 
 TORCH_LIBRARY_IMPL(owsd, CPU, m) {
   m.impl("conv_transpose2d", &conv_transpose2d_cpu);
   m.impl("fused_scramble", &fused_scramble_cpu);
+  m.impl("affine_scramble", &affine_scramble_cpu);
 }
 
 #ifdef WITH_CUDA
 TORCH_LIBRARY_IMPL(owsd, CUDA, m) {
   m.impl("conv_transpose2d", &conv_transpose2d_cuda);
   m.impl("fused_scramble", &fused_scramble_cuda);
+  m.impl("affine_scramble", &affine_scramble_cuda);
 }
 #endif
