@@ -3,8 +3,8 @@
 //
 // Blocking: the pixels are walked in panels of kPanel columns (m's K x kPanel panel,
 // 256 KB for K = 64 in float32, stays in L2); inside a panel, 4 images at a time against
-// micro-tiles of two SIMD vectors of columns (8 vector accumulators in registers, the
-// K x 2V slice of m in L1).  Each output pixel is computed once and written once.
+// micro-tiles of kVecs SIMD vectors of columns (kRows x kVecs vector accumulators in
+// registers, the K x kVecs V slice of m in L1).  Each output pixel is computed once and written once.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -23,6 +23,11 @@ constexpr int kVecBytes = 64;
 constexpr int kVecBytes = 32;
 #endif
 constexpr int kRows = 4;
+#if defined(__AVX512F__)
+constexpr int kVecs = 4;  // vectors of columns per micro-tile: kRows x kVecs accumulators (of 32 registers)
+#else
+constexpr int kVecs = 2;  // 8 of the 16 AVX2 registers
+#endif
 constexpr int64_t kPanel = 1024;
 
 template <typename T>
@@ -61,42 +66,63 @@ inline void epilogue(const AffineArgs<T>& a, int64_t r, int64_t c0, int width, c
   }
 }
 
-// kRows images x 2 vectors of columns starting at c0 (full micro-tile); rows >= nr are
+// Vector epilogue of one row's kVecs vectors: the affine map and the clamp in SIMD registers;
+// a float32 (T = float) or float64 (T = double) output of the compute type is stored as
+// vectors, anything else (sigmoid, uint8, float32 from double) lane by lane.
+template <typename T, bool kClampStore>
+inline void epilogue_vec(const AffineArgs<T>& a, int64_t r, int64_t c0, typename Vec<T>::type* acc) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::kLanes;
+  const T s = a.scale[r], cen = a.center[r];
+  const V zero = V{}, one = zero + T(1);
+  alignas(64) T buf[kVecs * L];
+  for (int h = 0; h < kVecs; ++h) {
+    V off = zero, bs = zero;
+    if (a.offset) std::memcpy(&off, a.offset + c0 + h * L, sizeof(V));
+    if (a.base) std::memcpy(&bs, a.base + c0 + h * L, sizeof(V));
+    V y = s * (acc[h] + off - cen) + bs;
+    if (kClampStore) {
+      y = y < zero ? zero : y;
+      y = y > one ? one : y;
+      std::memcpy(static_cast<T*>(a.out) + r * a.p + c0 + h * L, &y, sizeof(V));
+    } else {
+      std::memcpy(buf + h * L, &y, sizeof(V));
+    }
+  }
+  if (!kClampStore) {
+    const int64_t base_i = r * a.p + c0;
+    for (int j = 0; j < kVecs * L; ++j) store<T>(a, base_i + j, post_op<T>(buf[j], a.post));
+  }
+}
+
+// kRows images x kVecs vectors of columns starting at c0 (full micro-tile); rows >= nr are
 // computed on a duplicate of the last row and not stored.
-template <typename T>
+template <typename T, bool kClampStore>
 void micro_tile(const AffineArgs<T>& a, int64_t r0, int nr, int64_t c0) {
   using V = typename Vec<T>::type;
   constexpr int L = Vec<T>::kLanes;
-  V acc[kRows][2];
+  V acc[kRows][kVecs];
   const T* xr[kRows];
   for (int r = 0; r < kRows; ++r) {
-    acc[r][0] = V{};
-    acc[r][1] = V{};
+    for (int h = 0; h < kVecs; ++h) acc[r][h] = V{};
     xr[r] = a.x + (r0 + std::min(r, nr - 1)) * a.k;
   }
   const T* mp = a.m + c0;
   for (int64_t k = 0; k < a.k; ++k, mp += a.p) {
-    V b0, b1;
-    std::memcpy(&b0, mp, sizeof(V));
-    std::memcpy(&b1, mp + L, sizeof(V));
+    V b[kVecs];
+    for (int h = 0; h < kVecs; ++h) std::memcpy(&b[h], mp + h * L, sizeof(V));
     for (int r = 0; r < kRows; ++r) {
       const T xv = xr[r][k];
-      acc[r][0] += xv * b0;
-      acc[r][1] += xv * b1;
+      for (int h = 0; h < kVecs; ++h) acc[r][h] += xv * b[h];
     }
   }
-  alignas(64) T buf[2 * L];
-  for (int r = 0; r < nr; ++r) {
-    std::memcpy(buf, &acc[r][0], sizeof(V));
-    std::memcpy(buf + L, &acc[r][1], sizeof(V));
-    epilogue<T>(a, r0 + r, c0, 2 * L, buf);
-  }
+  for (int r = 0; r < nr; ++r) epilogue_vec<T, kClampStore>(a, r0 + r, c0, acc[r]);
 }
 
-// Any width < 2 vectors (the last columns of a row): plain loops.
+// Any width < kVecs vectors (the last columns of a row): plain loops.
 template <typename T>
 void tail_tile(const AffineArgs<T>& a, int64_t r0, int nr, int64_t c0, int width) {
-  T acc[2 * Vec<T>::kLanes];
+  T acc[kVecs * Vec<T>::kLanes];
   for (int r = 0; r < nr; ++r) {
     const T* xr = a.x + (r0 + r) * a.k;
     std::fill(acc, acc + width, T(0));
@@ -109,19 +135,34 @@ void tail_tile(const AffineArgs<T>& a, int64_t r0, int nr, int64_t c0, int width
   }
 }
 
+template <typename T, bool kClampStore>
+void rows_impl(const AffineArgs<T>& a, int64_t n0, int64_t n1) {
+  constexpr int W = kVecs * Vec<T>::kLanes;
+  for (int64_t p0 = 0; p0 < a.p; p0 += kPanel) {
+    const int64_t p1 = std::min(a.p, p0 + kPanel);
+    int64_t c = p0;
+    for (; c + W <= p1; c += W) {  // the K x W slice of m stays in L1 across all rows
+      for (int64_t r0 = n0; r0 < n1; r0 += kRows) {
+        micro_tile<T, kClampStore>(a, r0, static_cast<int>(std::min<int64_t>(kRows, n1 - r0)), c);
+      }
+    }
+    if (c < p1) {
+      for (int64_t r0 = n0; r0 < n1; r0 += kRows) {
+        tail_tile<T>(a, r0, static_cast<int>(std::min<int64_t>(kRows, n1 - r0)), c, static_cast<int>(p1 - c));
+      }
+    }
+  }
+}
+
 }  // namespace
 
 template <typename T>
 void affine_scramble_rows(const AffineArgs<T>& a, int64_t n0, int64_t n1) {
-  constexpr int W = 2 * Vec<T>::kLanes;
-  for (int64_t p0 = 0; p0 < a.p; p0 += kPanel) {
-    const int64_t p1 = std::min(a.p, p0 + kPanel);
-    for (int64_t r0 = n0; r0 < n1; r0 += kRows) {
-      const int nr = static_cast<int>(std::min<int64_t>(kRows, n1 - r0));
-      int64_t c = p0;
-      for (; c + W <= p1; c += W) micro_tile<T>(a, r0, nr, c);
-      if (c < p1) tail_tile<T>(a, r0, nr, c, static_cast<int>(p1 - c));
-    }
+  const int own_kind = sizeof(T) == 4 ? kOutFloat32 : kOutFloat64;
+  if (a.post == kPostClamp01 && a.out_kind == own_kind) {
+    rows_impl<T, true>(a, n0, n1);
+  } else {
+    rows_impl<T, false>(a, n0, n1);
   }
 }
 
