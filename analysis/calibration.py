@@ -97,12 +97,14 @@ def compare(ref: dict, report: dict) -> dict:
         acc = _accepted(ref["families"].get(f))
         fams[f] = {"expected": acc, "observed": obs, "match": obs == NOT_RUN or obs in acc}
     sf = report.get("system_findings") or {}
+    errors = [e["job"] for e in report["attacks"] if e["verdict"] == "error"]  # never expected: a crash is a bug
     return {"scrambler": ref["name"], "target": ref["target"], "fingerprint": report["target"]["fingerprint"],
             "kernel": {"expected": exp_k, "observed": kv["verdict"], "match": kv["verdict"] == exp_k,
                        "reason": kv.get("reason", ""), "certified": certified},
             "families": fams, "system": sf.get("verdict"),
             "system_findings": [f"{f['job']}: {f['verdict']}" for f in sf.get("findings", [])],
-            "match": kv["verdict"] == exp_k and all(d["match"] for d in fams.values()), "why": ref.get("why", "")}
+            "errors": errors, "why": ref.get("why", ""),
+            "match": kv["verdict"] == exp_k and all(d["match"] for d in fams.values()) and not errors}
 
 
 def run_calibration(out: str | Path, *, budget: str = "smoke", dataset: str = "digits", data_dir=None,
@@ -170,6 +172,7 @@ def format_markdown(res: dict) -> str:
         k = r["kernel"]
         kern = f"{k['expected']} / **{k['observed']}**" + ("" if k["match"] else " **MISMATCH**")
         fams = " | ".join(_cell(r["families"][f]) for f in FAMILIES)
+        crashed = f" (crashed: {', '.join(r['errors'])})" if r.get("errors") else ""
         lines.append(f"| {r['scrambler']} (`{r['target']}`) | {kern} | {fams} | {r['system']} | "
-                     f"{'yes' if r['match'] else '**no**'} | {r['seconds']:.0f} |")
+                     f"{'yes' if r['match'] else '**no**'}{crashed} | {r['seconds']:.0f} |")
     return head + "\n".join(lines) + f"\n\nRule: {res['rule']}\n"

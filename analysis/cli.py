@@ -140,6 +140,8 @@ def _cmd_calibrate(a: argparse.Namespace) -> int:
         k = r["kernel"]
         lines.append(f"  {'ok ' if r['match'] else 'BAD'} {r['scrambler']:26s} kernel {k['observed']:12s} "
                      f"(expected {k['expected']}); system findings {r['system']}")
+        if r["errors"]:
+            lines.append(f"      crashed: {', '.join(r['errors'])}")
         for f, d in r["families"].items():
             if not d["match"]:
                 lines.append(f"      {f}: observed {d['observed']}, expected {' or '.join(d['expected'])}")

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from analysis import reference_scramblers as R
-from analysis.calibration import EXPECTED_PATH, expected_kernel, load_expected, run_calibration
+from analysis.calibration import EXPECTED_PATH, compare, expected_kernel, load_expected, run_calibration
 from owsd.cli import main
 
 REQUIRED = {"identity", "pixel-permutation", "blur", "input-independent-noise", "one-time-pad", "linear", "default",
@@ -31,6 +31,21 @@ def test_the_battery_is_data_with_the_required_references():
     noise = next(s for s in exp["scramblers"] if s["name"] == "input-independent-noise")
     assert expected_kernel(noise, certified=True) == "pass" and expected_kernel(noise, certified=False) == "inconclusive"
     assert EXPECTED_PATH.parent.name == "analysis"  # shipped inside the package (setup.cfg package_data)
+
+
+def test_compare_needs_every_expectation_and_no_crash():
+    ref = next(s for s in load_expected()["scramblers"] if s["name"] == "identity")
+    fam = {f: {"verdict": v} for f, v in (("key-estimation", "n/a"), ("inversion", "fail"), ("leakage", "fail"))}
+    rep = {"target": {"fingerprint": "f"}, "system_findings": {"verdict": "fail", "findings": []},
+           "kernel_verdict": {"verdict": "fail", "certified": False, "by_family": fam},
+           "attacks": [{"job": "a", "verdict": "fail"}]}
+    assert compare(ref, rep)["match"]
+    rep["attacks"].append({"job": "b", "verdict": "error"})
+    assert not compare(ref, rep)["match"] and compare(ref, rep)["errors"] == ["b"]
+    rep["attacks"].pop()
+    fam["inversion"]["verdict"] = "pass"
+    row = compare(ref, rep)
+    assert not row["match"] and not row["families"]["inversion"]["match"]
 
 
 def test_a_corrupt_battery_is_refused(tmp_path):
@@ -73,6 +88,7 @@ def test_fast_subset_matches_expectations(tmp_path):
     assert otp["kernel"]["observed"] == "inconclusive" and otp["kernel"]["expected"] == "inconclusive"
     assert otp["families"]["leakage"]["observed"] == "pass" and otp["families"]["inversion"]["observed"] == "not run"
     assert res["all_match"], [r for r in res["rows"] if not r["match"]]
+    assert all(not r["errors"] for r in res["rows"])
     md = (tmp_path / "cal" / "calibration.md").read_text()
     assert "| one-time-pad" in md and "load average" in md
     assert json.loads((tmp_path / "cal" / "calibration.json").read_text())["all_match"]
