@@ -103,7 +103,8 @@ def _attack_rows(entries: list[dict]) -> str:
             f"<td class=num>{_num(val)} <span class=sub>[{_num(lo)}, {_num(hi)}]</span></td>"
             f"<td class=num>{_num(ch)}</td><td class=num>{_num(p, 2)}</td>"
             f"<td class=num>{_num(cost.get('seconds'), 3)} s"
-            + (f", {cost.get('queries')} q" if cost.get("queries") else "") + "</td>"
+            + "".join(f", {n} {o} q" for o, n in (cost.get("oracle_queries") or {"scramble": cost.get("queries")}).items()
+                      if n) + "</td>"
             f"<td title=\"{_esc('; '.join(e.get('reasons', [])))}\">{_badge(e['verdict'])}</td></tr>")
     return ("<table><tr><th>attack</th><th>family</th><th>threat model</th><th>primary metric</th>"
             "<th>value [95% CI]</th><th>chance</th><th>p (BH)</th><th>cost</th><th>verdict</th></tr>"

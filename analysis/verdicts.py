@@ -242,6 +242,9 @@ def kernel_verdict(entries: Sequence[dict], *, budget: str, missing: Sequence[st
                 "; ".join(blockers)
         else:
             verdict, reason = "pass", f"resisted the strongest attack tried on each threat model: {named}"
+            none = [g for g, d in by_tm.items() if d["verdict"] == "n/a"]
+            if none:
+                reason += f"; no attack of this toolkit applies on threat model(s) {', '.join(none)}"
     return {"verdict": verdict, "reason": reason, "certified": not blockers, "certification": blockers,
             "resisted": resisted, "budget": budget, "by_threat_model": by_tm, "by_family": by_family,
             "threat_models": {g: text for g, text in THREAT_MODELS}}

@@ -94,6 +94,12 @@ def test_crashes_and_cut_sizes_block_certification():
     assert kv["verdict"] == "inconclusive" and "later" in kv["reason"]
 
 
+def test_a_pass_says_which_threat_models_no_attack_applied_to():
+    es = _battery() + [_e("kcp", "n/a", family="key-estimation", chosen_queries=64, pair_input="embedding")]
+    kv = V.finalize(es, budget="standard")["kernel_verdict"]
+    assert kv["verdict"] == "pass" and "no attack of this toolkit applies on threat model(s) chosen-plaintext" in kv["reason"]
+
+
 def test_nothing_applicable_is_not_a_pass():
     kv = V.finalize([_e("kp", "n/a", family="key-estimation")], budget="full")["kernel_verdict"]
     assert kv["verdict"] == "n/a"
