@@ -49,20 +49,15 @@ import torch
 from tqdm.auto import tqdm
 
 from analysis import report as _report
+from analysis import verdicts as _verdicts
 from analysis.figures import advantage_plot, attack_figures, key_recovery_plot, privacy_utility_plot
+from analysis.utility import UTILITY_BUDGETS, measure_utility  # noqa: F401  (measure_utility: re-exported)
 from owsd.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
 RUN_FORMAT = "owsd-audit-run"
 BUDGETS = ("smoke", "standard", "full")
-
-#: settings of the utility measurement, per budget
-UTILITY_BUDGETS: dict[str, dict] = {
-    "smoke": {"n_train": 300, "n_test": 200, "epochs": 15, "output_sizes": (10, 1000)},
-    "standard": {"n_train": 2000, "n_test": 1000, "epochs": 15, "output_sizes": (10, 100, 1000)},
-    "full": {"n_train": None, "n_test": None, "epochs": 30, "output_sizes": (10, 100, 1000)},
-}
 
 #: threat-model sweeps: a parameter an attack accepts -> fractions of its budget value.
 #: Each fraction adds a job (a point of the key-recovery curve).
@@ -353,72 +348,6 @@ def plan_jobs(budget: str, *, only: Optional[Iterable[str]] = None, exclude: Ite
     return jobs
 
 
-# --- the utility of the scheme ----------------------------------------------------------
-def measure_utility(target: AuditTarget, *, dataset: str, data_dir=None, cloud: Any = "tiny",
-                    n_train: Optional[int] = 300, n_test: Optional[int] = 200, epochs: int = 5,
-                    output_sizes: Sequence[int] = (10, 1000), classifier: str = "mlp", device: str = "cpu",
-                    verbose: bool = False) -> dict:
-    """The scheme's utility table (as ``owsd run``), for any target, without writing the key.
-
-    The internal model learns labels from the cloud's (top-k truncated) output for the
-    scrambled images as the channel transmits them (uint8 or float32), with and without the embedding (OWSD targets),
-    against a plaintext model of the same capacity.  Accuracies carry Wilson 95% CIs.
-    ``cloud`` is a cloud name or a :class:`owsd.cloud.Cloud` (the audit shares one).
-    """
-    from owsd.stats import wilson_interval
-    from owsd.cloud import Cloud, make_cloud, truncate_topk
-    from owsd.data import load_splits
-    from owsd.internal import Classifier, InternalModel
-
-    t_all = time.perf_counter()
-    rng = np.random.default_rng(0)
-    train, test = load_splits(dataset, data_dir)
-    train, test = train.subset(n_train, rng=rng), test.subset(n_test, rng=rng)
-    cl = cloud if isinstance(cloud, Cloud) else make_cloud(cloud)
-    sizes = tuple(sorted({int(k) for k in output_sizes if 1 <= int(k) <= cl.num_outputs}))
-    if not sizes:
-        raise AuditError(f"no output size within [1, {cl.num_outputs}]: {output_sizes}")
-    secs: dict[str, float] = {}
-    t0 = time.perf_counter()
-    ch = target.channel(train.flat(), device=device)
-    has_emb = hasattr(ch, "embed")
-    etr = ch.embed(train.images) if has_emb else None
-    ete = ch.embed(test.images) if has_emb else None
-    str_, ste = ch.scramble_images(train.images), ch.scramble_images(test.images)
-    secs["scramble"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    ptr, pte = cl.predict(str_, verbose=verbose), cl.predict(ste, verbose=verbose)
-    secs["cloud"] = time.perf_counter() - t0
-
-    def acc(pred):
-        k = int((pred == test.labels).sum())
-        return k / len(test), list(wilson_interval(k, len(test)))
-
-    kw = dict(kind=classifier, epochs=epochs, device=device, verbose=False)
-    t0 = time.perf_counter()
-    a, ci = {}, {}
-    a["plaintext"], ci["plaintext"] = acc(Classifier(**kw).fit(train.flat(), train.labels).predict(test.flat()))
-    if has_emb:
-        a["embedding_only"], ci["embedding_only"] = acc(Classifier(**kw).fit(etr, train.labels).predict(ete))
-    for name, use in (("cloud_only", False), ("cloud_plus_embedding", True)):
-        if use and not has_emb:
-            continue
-        a[name], ci[name] = {}, {}
-        for k in sizes:
-            # the scheme's embedding decoder where there is an embedding; raw log-probabilities otherwise
-            m = InternalModel(use_embedding=use, decoder="embedding" if has_emb else "none", **kw).fit(
-                truncate_topk(ptr, k), train.labels, etr)
-            a[name][str(k)], ci[name][str(k)] = acc(m.predict(truncate_topk(pte, k), ete))
-    secs["internal"] = time.perf_counter() - t0
-    secs["total"] = time.perf_counter() - t_all
-    return {"dataset": dataset, "cloud": cl.name, "n_train": len(train), "n_test": len(test),
-            "num_classes": train.num_classes, "chance": 1.0 / train.num_classes,
-            "classifier": {"kind": classifier, "epochs": epochs}, "output_sizes": list(sizes),
-            "decoder": "embedding" if has_emb else "none",
-            "transmitted": "uint8" if ch.transmit_uint8 else "float32", "accuracy": a, "accuracy_ci95": ci, "seconds": secs,
-            "spec": {"name": target.name}}
-
-
 # --- running ------------------------------------------------------------------------------
 def _execute(attack, victim):
     """Run one attack (a seam for tests that simulate interruptions)."""
@@ -463,8 +392,18 @@ def _not_applicable(attack, victim) -> Optional[str]:
     if (tm.known_pairs or tm.chosen_queries) and tm.pair_input == "embedding" and not victim.has_embeddings:
         return (f"{attack.name}: its threat model gives (embedding, scrambled) pairs or queries; "
                 f"the target {victim.channel.name!r} has no embeddings")
-    if tm.cloud_outputs and victim.cloud is None:
-        return f"{attack.name}: its threat model gives cloud outputs; the audit has no cloud"
+    if (tm.cloud_outputs or tm.queried_model == "cloud") and victim.cloud is None:
+        return f"{attack.name}: its threat model gives cloud outputs or cloud queries; the audit has no cloud"
+    return _too_small(attack, victim)
+
+
+def _too_small(attack, victim) -> Optional[str]:
+    """Why the victim's data cannot grant ``attack``'s threat model at its budget (``None`` if it can)."""
+    tm, have = attack.threat_model(), {"private": len(victim.private), "public": len(victim.public)}
+    for need, pool, what in ((tm.known_pairs, "private", "known pairs"), (tm.auxiliary_size, "public", "auxiliary")):
+        if need > have[pool]:
+            return (f"{attack.name}: its threat model at this budget needs {need} {what} images; the victim's "
+                    f"{victim.dataset} {pool} pool has {have[pool]} (use a larger dataset)")
     return None
 
 
@@ -703,7 +642,8 @@ def _run_job(job: Job, victim, cfg: AuditConfig, d: Path) -> dict:
     sub = _sub_victim(victim, attack.victim_sizes())
     reason = _not_applicable(attack, sub)
     base = {"job": job.id, "attack": job.attack, "params_override": job.params, "role": job.role,
-            "family": attack.family, "threat_model": attack.threat_model().to_dict(),
+            "family": attack.family, "finding": attack.finding, "declared_sizes": attack.victim_sizes(),
+            "threat_model": attack.threat_model().to_dict(),
             "threat_model_text": attack.threat_model().describe(), "requirements": attack.requirements.to_dict(),
             "seed": cfg.seed}
     if reason is None:
@@ -733,7 +673,7 @@ def _run_job(job: Job, victim, cfg: AuditConfig, d: Path) -> dict:
             _finish_job(d, st)
             st["result"] = result.to_dict()
             return st
-    st = {**base, "status": "n/a", "reason": reason}
+    st = {**base, "status": "n/a", "reason": reason, "reduced": _too_small(attack, sub) is not None}
     log.info("%s: not applicable: %s", job.id, reason)
     _finish_job(d, st)
     return st
@@ -741,8 +681,9 @@ def _run_job(job: Job, victim, cfg: AuditConfig, d: Path) -> dict:
 
 # --- the report -------------------------------------------------------------------------
 def _entry(job: Job, st: dict) -> dict:
-    e = {k: st.get(k) for k in ("job", "attack", "family", "role", "params_override", "threat_model",
-                                "threat_model_text", "requirements", "seed")}
+    e = {k: st.get(k) for k in ("job", "attack", "family", "finding", "role", "params_override", "threat_model",
+                                "threat_model_text", "requirements", "seed", "victim_sizes", "declared_sizes",
+                                "reduced")}
     e["job"] = job.id
     if st["status"] != "ok":
         e.update(verdict="n/a" if st["status"] == "n/a" else "error", reason=st.get("reason", ""),
@@ -784,6 +725,8 @@ def assemble(out: Path, jobs: Sequence[Job], done: dict, errors: dict, utility: 
         if (e.get("threat_model") or {}).get("knows_key"):
             e["reference"] = True  # an upper bound, not an attack: left out of the summary
             e["reasons"] = ["reference run: the attacker knows the key (upper bound)"] + e["reasons"]
+    missing = [j.id for j in jobs if j.id not in done and j.id not in errors]
+    ver = _verdicts.finalize(entries, budget=manifest["budget"], missing=missing)
     figdir = out / "figures"
     figures: dict[str, dict] = {}
     name = manifest["target"]["name"]
@@ -805,7 +748,8 @@ def assemble(out: Path, jobs: Sequence[Job], done: dict, errors: dict, utility: 
             k = max(utility["accuracy"]["cloud_only"], key=int)
             privacy_utility_plot([{"label": name, "utility": u, "privacy": summ["max_reconstruction_advantage"],
                                    "utility_ci": utility["accuracy_ci95"]["cloud_only"][k],
-                                   "verdict": summ["overall"], "baseline": utility["accuracy"]["plaintext"],
+                                   "verdict": ver["kernel_verdict"]["verdict"],
+                                   "baseline": utility["accuracy"]["plaintext"],
                                    "chance": utility["chance"]}],
                                  figdir / "privacy_utility.png", title=f"privacy-utility: {name}")
             figures["privacy-utility"] = {"path": "figures/privacy_utility.png", "caption":
@@ -821,10 +765,10 @@ def assemble(out: Path, jobs: Sequence[Job], done: dict, errors: dict, utility: 
     if (out / "utility" / "utility.png").exists():
         figures["utility"] = {"path": "utility/utility.png",
                               "caption": "internal-model accuracy vs cloud output size (the scheme's utility)"}
-    missing = [j.id for j in jobs if j.id not in done and j.id not in errors]
     if missing:
         notes.append(f"not run yet: {missing}")
-    rep = _report.build_report(manifest=manifest, entries=entries, utility=utility, figures=figures, notes=notes)
+    rep = _report.build_report(manifest=manifest, entries=entries, utility=utility, figures=figures, notes=notes,
+                               verdicts=ver)
     atomic_write_json(out / "report.json", rep)
     if html:
         atomic_write_text(out / "report.html", _report.render_html(rep))

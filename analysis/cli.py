@@ -6,6 +6,7 @@ Example:
         --budget standard --out runs/audit-mnist
     owsd audit --scrambler mypkg.schemes:blur --dataset digits --budget smoke --out runs/audit-blur
     owsd audit-compare runs/audit-* --out runs/compare
+    owsd audit-calibrate --budget smoke --out runs/calibration
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 import shlex
 import sys
 from pathlib import Path
+from typing import Optional
 
 log = logging.getLogger(__name__)
 
@@ -72,23 +74,40 @@ def _cmd_audit(a: argparse.Namespace) -> int:
                       only=a.only, exclude=a.exclude or (), utility=not a.no_utility, device=a.device,
                       verbose=not a.quiet, threads=a.threads, command=command_line(a))
     rep = run_audit(target, cfg, restart=a.restart)
-    s = rep["summary"]
+    sys.stdout.write(summary_text(rep, out=a.out))
+    return 0
+
+
+def _attack_line(e: dict) -> str:
+    m = e.get("primary")
+    if m:
+        lo, hi = e["ci"].get(m, [float("nan")] * 2)
+        return (f"  {e['verdict']:12s} {e['job']:44s} {m} = {e['metrics'][m]:.4g} "
+                f"[{lo:.3g}, {hi:.3g}] (chance {e['chance'].get(m, float('nan')):.3g})")
+    return f"  {e['verdict']:12s} {e['job']:44s} {e.get('reason', '')[:90]}"
+
+
+def summary_text(rep: dict, *, out: Optional[Path] = None) -> str:
+    """The CLI summary of a report: the kernel verdict, its attacks, then the system findings beside it."""
+    kv = rep.get("kernel_verdict") or {"verdict": rep["summary"]["overall"], "reason": ""}
     lines = [f"audit of {rep['target']['name']} ({rep['target']['fingerprint']}) on {rep['dataset']['name']}, "
-             f"cloud {rep['cloud']}, budget {rep['budget']}: {s['overall'].upper()}"]
-    for e in rep["attacks"]:
-        m = e.get("primary")
-        if m:
-            lo, hi = e["ci"].get(m, [float("nan")] * 2)
-            lines.append(f"  {e['verdict']:5s} {e['job']:44s} {m} = {e['metrics'][m]:.4g} "
-                         f"[{lo:.3g}, {hi:.3g}] (chance {e['chance'].get(m, float('nan')):.3g})")
-        else:
-            lines.append(f"  {e['verdict']:5s} {e['job']:44s} {e.get('reason', '')[:90]}")
+             f"cloud {rep['cloud']}, budget {rep['budget']}: kernel verdict {kv['verdict'].upper()}",
+             f"  {kv['reason']}"]
+    if kv.get("verdict") == "pass" or kv.get("resisted"):
+        lines.append("  certified: every attack ran at full strength" if kv.get("certified") else
+                     "  NOT certified: " + "; ".join(kv.get("certification") or []))
+    lines.append(" attacks on the kernel:")
+    lines += [_attack_line(e) for e in rep["attacks"] if e.get("finding") != "system"]
+    system = [e for e in rep["attacks"] if e.get("finding") == "system"]
+    if system:
+        lines.append(" system findings (outcome independent of the kernel; not in its verdict):")
+        lines += [_attack_line(e) for e in system]
     u = rep.get("utility_headline")
     if u is not None:
         lines.append(f"  utility (cloud-only accuracy): {u:.4f}")
-    lines.append(f"  wrote {Path(a.out) / 'report.json'} and report.html")
-    sys.stdout.write("\n".join(lines) + "\n")
-    return 0
+    if out is not None:
+        lines.append(f"  wrote {Path(out) / 'report.json'} and report.html")
+    return "\n".join(lines) + "\n"
 
 
 def _cmd_compare(a: argparse.Namespace) -> int:
@@ -102,6 +121,33 @@ def _cmd_compare(a: argparse.Namespace) -> int:
     if a.out is not None:
         sys.stdout.write(f"wrote {Path(a.out) / 'compare.md'}, compare.json and privacy_utility.png\n")
     return 0
+
+
+def _cmd_calibrate(a: argparse.Namespace) -> int:
+    from analysis.calibration import run_calibration
+
+    parts = ["owsd", "audit-calibrate", "--budget", a.budget, "--dataset", a.dataset, "--cloud", a.cloud,
+             "--out", str(a.out)] + (["--only", ",".join(a.only)] if a.only else []) + \
+        (["--scramblers", ",".join(a.scramblers)] if a.scramblers else [])
+    res = run_calibration(a.out, budget=a.budget, dataset=a.dataset, data_dir=a.data_dir,
+                          cloud=None if a.cloud == "none" else a.cloud, seed=a.attack_seed, only=a.only,
+                          scramblers=a.scramblers, threads=a.threads, verbose=not a.quiet,
+                          command=shlex.join(parts))
+    lines = [f"calibration, budget {res['budget']} on {res['dataset']} (cloud {res['cloud']}): "
+             f"{sum(r['match'] for r in res['rows'])} of {len(res['rows'])} scramblers as expected, "
+             f"{res['seconds']:.0f} s"]
+    for r in res["rows"]:
+        k = r["kernel"]
+        lines.append(f"  {'ok ' if r['match'] else 'BAD'} {r['scrambler']:26s} kernel {k['observed']:12s} "
+                     f"(expected {k['expected']}); system findings {r['system']}")
+        if r["errors"]:
+            lines.append(f"      crashed: {', '.join(r['errors'])}")
+        for f, d in r["families"].items():
+            if not d["match"]:
+                lines.append(f"      {f}: observed {d['observed']}, expected {' or '.join(d['expected'])}")
+    lines.append(f"  wrote {Path(a.out) / 'calibration.md'} and calibration.json")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0 if res["all_match"] else 1
 
 
 def command_line(a: argparse.Namespace) -> str:
@@ -152,6 +198,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_audit)
+
+    k = sub.add_parser("audit-calibrate", help="audit the reference scramblers and compare with their expected verdicts",
+                       description="Audit the calibration battery (analysis/calibration_expected.json: identity, "
+                                   "pixel permutation, blur, additive noise, input-independent noise, a one-time "
+                                   "pad, the linear/default/grey-sigmoid presets) and write calibration.md/.json "
+                                   "(expected vs observed kernel and family verdicts). Exit status 1 on a mismatch.")
+    k.add_argument("--budget", default="smoke", choices=("smoke", "standard", "full"))
+    k.add_argument("--out", type=Path, default=Path("owsd-calibration"), help="folder for the audits and the table")
+    k.add_argument("--dataset", default="digits", choices=DATASETS)
+    k.add_argument("--data-dir", type=Path, help="folder holding the dataset (not needed for digits)")
+    k.add_argument("--cloud", default="tiny", choices=(*CLOUD_NAMES, "none"))
+    k.add_argument("--only", type=_names, help="comma-separated attack names to run (default: all)")
+    k.add_argument("--scramblers", type=_names, help="comma-separated reference names (default: the whole battery)")
+    k.add_argument("--attack-seed", type=int, default=0)
+    k.add_argument("--threads", type=int, default=1)
+    k.add_argument("--quiet", action="store_true", help="no progress bars")
+    k.set_defaults(func=_cmd_calibrate)
 
     c = sub.add_parser("audit-compare", help="rank audited kernels on a privacy-utility table and plot")
     c.add_argument("dirs", nargs="+", type=Path, help="audit run directories (each with report.json)")

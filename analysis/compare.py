@@ -3,7 +3,8 @@
 Each audit directory contributes one row read from its ``report.json``: utility (cloud-only
 internal-model accuracy at the largest output size, with its Wilson CI), the largest
 normalized attacker advantage of the key-estimation and inversion attacks (0 = chance,
-1 = perfect), the verdict counts and the overall verdict.  Rows are ranked by Pareto
+1 = perfect), the kernel's verdict counts and its verdict (:mod:`analysis.verdicts`), with
+the system findings' verdict beside it.  Rows are ranked by Pareto
 dominance on (utility up, advantage down), then by fewer failed attacks, then by utility.
 
 Example:
@@ -55,7 +56,9 @@ def row_of(report: dict, *, label: Optional[str] = None, path: str = "") -> dict
             "privacy": s.get("max_reconstruction_advantage"),
             "advantage_by_family": s.get("max_advantage_by_family", {}),
             "fails": c.get("fail", 0), "warns": c.get("warn", 0), "passes": c.get("pass", 0),
-            "not_applicable": c.get("n/a", 0), "errors": c.get("error", 0), "verdict": s.get("overall")}
+            "inconclusive": c.get("inconclusive", 0), "not_applicable": c.get("n/a", 0), "errors": c.get("error", 0),
+            "verdict": s.get("overall"), "certified": (report.get("kernel_verdict") or {}).get("certified"),
+            "system_verdict": (report.get("system_findings") or {}).get("verdict")}
 
 
 def _dominates(a: dict, b: dict) -> bool:
@@ -94,8 +97,8 @@ def _f(v, d: int = 3) -> str:
 def format_table(rows: Sequence[dict]) -> str:
     """The ranked rows as a Markdown table."""
     head = ("| rank | kernel | dataset / cloud / budget | utility [95% CI] | plaintext | max advantage: key "
-            "estimation / inversion / leakage | fail / warn / pass / n/a / error | verdict | Pareto |\n"
-            "|---:|---|---|---|---:|---|---|---|---|\n")
+            "estimation / inversion / leakage | fail / warn / pass / inconclusive / n/a / error | kernel verdict "
+            "(system findings) | Pareto |\n|---:|---|---|---|---:|---|---|---|---|\n")
     lines = []
     for r in rows:
         ci = r.get("utility_ci")
@@ -103,8 +106,10 @@ def format_table(rows: Sequence[dict]) -> str:
         lines.append(f"| {r['rank']} | {r['label']} (`{r.get('fingerprint')}`) | {r['dataset']} / {r['cloud']} / "
                      f"{r['budget']} | {util} | {_f(r.get('plaintext'))} | {_f(r.get('key_advantage'))} / "
                      f"{_f(r.get('inversion_advantage'))} / {_f(r.get('leakage_advantage'))} | "
-                     f"{r['fails']} / {r['warns']} / {r['passes']} / {r['not_applicable']} / {r['errors']} | "
-                     f"{r['verdict']} | {'yes' if r['pareto'] else ''} |")
+                     f"{r['fails']} / {r['warns']} / {r['passes']} / {r.get('inconclusive', 0)} / "
+                     f"{r['not_applicable']} / {r['errors']} | {r['verdict']}"
+                     + (f" ({r['system_verdict']})" if r.get("system_verdict") else "")
+                     + f" | {'yes' if r['pareto'] else ''} |")
     return head + "\n".join(lines) + "\n"
 
 

@@ -27,7 +27,8 @@ from owsd.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
-VERDICT_COLORS = {"pass": "#2e7d32", "warn": "#d98b00", "fail": "#c62828", "n/a": "#7b8794", "error": "#6a1b9a"}
+VERDICT_COLORS = {"pass": "#2e7d32", "warn": "#d98b00", "fail": "#c62828", "inconclusive": "#5c6bc0", "n/a": "#7b8794",
+                  "error": "#6a1b9a"}
 
 
 def _plt():

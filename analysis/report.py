@@ -9,8 +9,11 @@ Benjamini-Hochberg adjusted p-values across every metric the audit grades
 (:func:`owsd.stats.fdr_adjust`), or on the CI when a metric has no p-value.
 
 Verdicts: ``pass`` (good for the defender), ``warn`` (beats chance but crosses no fail
-line, or sits between the lines), ``fail`` (bad for the defender), ``n/a`` (the attack's
-requirements do not hold for this target), ``error`` (the attack crashed).
+line, or sits between the lines), ``fail`` (bad for the defender), ``inconclusive`` (the
+attack ran but did not apply: its primary metric lies below its chance level, see
+:mod:`analysis.verdicts`), ``n/a`` (the attack's requirements do not hold for this target),
+``error`` (the attack crashed).  The kernel's verdict, and the system findings reported
+beside it, come from :mod:`analysis.verdicts`.
 
 Example:
     >>> r = {"attack": "x", "family": "key-estimation", "primary": "functional_error",
@@ -28,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import html
 import json
 import logging
 import math
@@ -45,7 +47,7 @@ log = logging.getLogger(__name__)
 REPORT_FORMAT = "owsd-audit-report"
 REPORT_VERSION = 1
 ALPHA = 0.05
-VERDICTS = ("pass", "warn", "fail", "n/a", "error")
+VERDICTS = ("pass", "warn", "fail", "inconclusive", "n/a", "error")
 _SEVERITY = {"pass": 0, "warn": 1, "fail": 2}
 
 
@@ -263,12 +265,17 @@ def advantage(result: dict, metric: Optional[str] = None) -> Optional[float]:
 
 
 def summarize(entries: Sequence[dict]) -> dict:
-    """Verdict counts and the largest attacker advantage per family (reference runs left out)."""
+    """Verdict counts and the largest attacker advantage per family, of the kernel's findings.
+
+    Reference runs and system findings (``finding == "system"``: outcomes that do not depend
+    on the kernel) are left out.  ``overall`` is the worst verdict here; :func:`build_report`
+    replaces it by the kernel verdict of :mod:`analysis.verdicts` when given one.
+    """
     counts = {v: 0 for v in VERDICTS}
     fam: dict[str, Optional[float]] = {}
     worst: dict[str, str] = {}
     for e in entries:
-        if e.get("reference"):
+        if e.get("reference") or e.get("finding") == "system":
             continue
         counts[e["verdict"]] = counts.get(e["verdict"], 0) + 1
         f = e.get("family", "?")
@@ -297,8 +304,17 @@ def headline_utility(utility: Optional[dict]) -> Optional[float]:
 
 # --- report.json ----------------------------------------------------------------------
 def build_report(*, manifest: dict, entries: list[dict], utility: Optional[dict], figures: dict,
-                 notes: Iterable[str] = ()) -> dict:
-    """Assemble ``report.json`` (the source of truth) from the audit's pieces."""
+                 notes: Iterable[str] = (), verdicts: Optional[dict] = None) -> dict:
+    """Assemble ``report.json`` (the source of truth) from the audit's pieces.
+
+    ``verdicts``: :func:`analysis.verdicts.finalize`'s ``kernel_verdict`` and
+    ``system_findings``; the summary's ``overall`` is then the kernel verdict.
+    """
+    summary = summarize(entries)
+    verdicts = verdicts or {}
+    if verdicts.get("kernel_verdict"):
+        summary["overall"] = verdicts["kernel_verdict"]["verdict"]
+        summary["system"] = {k: verdicts["system_findings"].get(k) for k in ("verdict", "counts")}
     return {
         "format": REPORT_FORMAT,
         "version": REPORT_VERSION,
@@ -309,7 +325,8 @@ def build_report(*, manifest: dict, entries: list[dict], utility: Optional[dict]
         "utility_headline": headline_utility(utility),
         "thresholds": thresholds_table(),
         "alpha": ALPHA,
-        "summary": summarize(entries),
+        "summary": summary,
+        **verdicts,
         "attacks": entries,
         "figures": figures,
         "notes": list(notes),
@@ -331,170 +348,9 @@ def load_report(run_dir: str | Path) -> dict:
     return doc
 
 
-# --- report.html ----------------------------------------------------------------------
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#1d2430;max-width:1220px}
-h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:26px 0 8px;border-bottom:1px solid #ddd;padding-bottom:3px}
-.sub{color:#555;font-size:13px} table{border-collapse:collapse;font-size:12.5px;margin:6px 0}
-td,th{border:1px solid #d6d9de;padding:3px 7px;text-align:left;vertical-align:top} th{background:#f1f3f6}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-.v{display:inline-block;padding:1px 8px;border-radius:9px;font-weight:600;font-size:12px;color:#fff}
-.v-pass{background:#2e7d32}.v-warn{background:#d98b00}.v-fail{background:#c62828}.v-na{background:#7b8794}.v-error{background:#6a1b9a}
-.cards{display:flex;gap:12px;flex-wrap:wrap;margin:10px 0}
-.card{border:1px solid #d6d9de;border-radius:8px;padding:8px 14px;min-width:120px}
-.card b{font-size:22px;display:block}
-.figs{display:flex;flex-wrap:wrap;gap:14px}.figs figure{margin:0;border:1px solid #e3e5e8;padding:6px}
-.figs img{max-width:560px;display:block}.figs figcaption{font-size:12px;color:#444;max-width:560px}
-details{margin:4px 0} summary{cursor:pointer;font-size:13px} code{font-size:12px}
-.tm{font-size:11.5px;color:#444;max-width:380px}
-"""
-
-
-def _esc(x: Any) -> str:
-    return html.escape(str(x), quote=True)
-
-
-def _num(v: Any, digits: int = 3) -> str:
-    f = _finite(v)
-    if f is None:
-        return "&ndash;"
-    return f"{f:.{digits}g}" if abs(f) < 1e4 else f"{f:.3e}"
-
-
-def _badge(verdict: str) -> str:
-    cls = {"n/a": "na"}.get(verdict, verdict)
-    return f'<span class="v v-{_esc(cls)}">{_esc(verdict)}</span>'
-
-
-def _kv_table(d: dict) -> str:
-    rows = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in d.items())
-    return f"<table>{rows}</table>"
-
-
-def _utility_html(u: Optional[dict]) -> str:
-    if not u:
-        return "<p>No utility measurement in this audit.</p>"
-    if "error" in u:
-        return f"<p>Utility measurement failed: {_esc(u['error'])}</p>"
-    acc, ci = u["accuracy"], u.get("accuracy_ci95", {})
-    rows = []
-    for name in ("plaintext", "embedding_only"):
-        if name in acc:
-            lo, hi = ci.get(name, [None, None])
-            rows.append(f"<tr><td>{name.replace('_', ' ')}</td><td>&ndash;</td><td class=num>{_num(acc[name])}</td>"
-                        f"<td class=num>{_num(lo)}&ndash;{_num(hi)}</td></tr>")
-    for name in ("cloud_only", "cloud_plus_embedding"):
-        for k, v in acc.get(name, {}).items():
-            lo, hi = ci.get(name, {}).get(k, [None, None])
-            rows.append(f"<tr><td>{name.replace('_', ' ')}</td><td class=num>top-{_esc(k)}</td>"
-                        f"<td class=num>{_num(v)}</td><td class=num>{_num(lo)}&ndash;{_num(hi)}</td></tr>")
-    head = (f"<p class=sub>{_esc(u.get('dataset'))}, cloud {_esc(u.get('cloud'))}, {u.get('n_train')} training / "
-            f"{u.get('n_test')} test images, internal model {_esc(u.get('classifier', {}).get('kind'))} "
-            f"({u.get('classifier', {}).get('epochs')} epochs); chance {_num(u.get('chance'))}; "
-            f"{_num(u.get('seconds', {}).get('total'))} s.</p>")
-    return head + ("<table><tr><th>internal model input</th><th>cloud output</th><th>test accuracy</th>"
-                   "<th>95% CI (Wilson)</th></tr>" + "".join(rows) + "</table>")
-
-
-def _attack_rows(entries: list[dict]) -> str:
-    out = []
-    for e in entries:
-        m = e.get("primary")
-        if e["verdict"] in ("n/a", "error"):
-            out.append(f"<tr><td><code>{_esc(e['job'])}</code></td><td>{_esc(e.get('family'))}</td>"
-                       f"<td class=tm>{_esc(e.get('threat_model_text', ''))}</td><td colspan=5>"
-                       f"{_esc(e.get('reason', ''))}</td><td>{_badge(e['verdict'])}</td></tr>")
-            continue
-        val, ch = e["metrics"].get(m), e["chance"].get(m)
-        lo, hi = (e["ci"].get(m) or [None, None])
-        p = e.get("p_adjusted", {}).get(m, e.get("p_values", {}).get(m))
-        cost = e.get("cost", {})
-        out.append(
-            f"<tr><td><code>{_esc(e['job'])}</code></td><td>{_esc(e.get('family'))}</td>"
-            f"<td class=tm>{_esc(e.get('threat_model_text', ''))}</td><td>{_esc(m)}</td>"
-            f"<td class=num>{_num(val)} <span class=sub>[{_num(lo)}, {_num(hi)}]</span></td>"
-            f"<td class=num>{_num(ch)}</td><td class=num>{_num(p, 2)}</td>"
-            f"<td class=num>{_num(cost.get('seconds'), 3)} s"
-            + (f", {cost.get('queries')} q" if cost.get("queries") else "") + "</td>"
-            f"<td title=\"{_esc('; '.join(e.get('reasons', [])))}\">{_badge(e['verdict'])}</td></tr>")
-    return ("<table><tr><th>attack</th><th>family</th><th>threat model</th><th>primary metric</th>"
-            "<th>value [95% CI]</th><th>chance</th><th>p (BH)</th><th>cost</th><th>verdict</th></tr>"
-            + "".join(out) + "</table>")
-
-
-def _details(entries: list[dict]) -> str:
-    parts = []
-    for e in entries:
-        if e["verdict"] in ("n/a", "error"):
-            continue
-        rows = []
-        for k, v in sorted(e["metrics"].items()):
-            lo, hi = (e["ci"].get(k) or [None, None])
-            rows.append(f"<tr><td>{_esc(k)}</td><td class=num>{_num(v, 4)}</td><td class=num>{_num(lo)}&ndash;"
-                        f"{_num(hi)}</td><td class=num>{_num(e['chance'].get(k))}</td>"
-                        f"<td class=num>{_num(e.get('p_values', {}).get(k), 2)}</td></tr>")
-        files = " ".join(f'<a href="{_esc(p)}">{_esc(Path(p).name)}</a>' for p in e.get("files", {}).values())
-        parts.append(
-            f"<details><summary><code>{_esc(e['job'])}</code> {_badge(e['verdict'])} "
-            f"{_esc('; '.join(e.get('reasons', [])))}</summary>"
-            f"<p class=sub>seed {e.get('seed')}; params {_esc(json.dumps(e.get('params', {}), sort_keys=True))}; "
-            f"files: {files}</p><table><tr><th>metric</th><th>value</th><th>95% CI</th><th>chance</th>"
-            f"<th>p (raw)</th></tr>{''.join(rows)}</table></details>")
-    return "".join(parts)
-
-
-def _thresholds_html() -> str:
-    rows = "".join(
-        f"<tr><td>{_esc(t.metric)}</td><td>{'higher' if t.higher_is_attack else 'lower'}</td>"
-        f"<td class=num>{_num(t.fail)}</td><td class=num>{_num(t.fail_margin)}</td><td class=num>{_num(t.pass_)}</td>"
-        f"<td>{_esc(', '.join(t.families) or 'all')}</td><td>{_esc(t.meaning)}</td><td>{_esc(t.source)}</td></tr>"
-        for t in THRESHOLDS)
-    return ("<table><tr><th>metric</th><th>attacker wants</th><th>fail line</th><th>fail margin over chance</th>"
-            "<th>pass line</th><th>families</th><th>meaning</th><th>source</th></tr>" + rows + "</table>"
-            f"<p class=sub>fail = significant (BH-adjusted p &lt; {ALPHA}, or the CI excludes chance) and beyond "
-            "the fail line (and margin); pass = not significant, or on the defender's side of the pass line; "
-            "warn otherwise. Metrics without a row: warn if significant, else pass.</p>")
-
-
+# --- report.html (drawn by analysis.report_html) -------------------------------------
 def render_html(report: dict) -> str:
-    """One self-contained page (figures linked by relative path) showing the whole report."""
-    t = report.get("target", {})
-    s = report["summary"]
-    c = s["counts"]
-    cards = "".join(f'<div class=card><b>{c.get(v, 0)}</b>{_badge(v)}</div>' for v in VERDICTS)
-    util = report.get("utility_headline")
-    adv = s.get("max_reconstruction_advantage")
-    cards += (f'<div class=card><b>{_num(util)}</b>utility (cloud-only accuracy)</div>'
-              f'<div class=card><b>{_num(adv)}</b>max reconstruction advantage</div>')
-    spec = t.get("spec")
-    spec_html = (f"<details><summary>scrambler spec <code>{_esc(spec.get('name'))}</code></summary>"
-                 f"<pre>{_esc(json.dumps(spec, indent=1, sort_keys=True))}</pre></details>" if spec else "")
-    figs = []
-    for name, f in report.get("figures", {}).items():
-        figs.append(f'<figure><img src="{_esc(f["path"])}" alt="{_esc(name)}">'
-                    f'<figcaption><b>{_esc(name)}</b>: {_esc(f.get("caption", ""))}</figcaption></figure>')
-    notes = "".join(f"<li>{_esc(n)}</li>" for n in report.get("notes", []))
-    info = {"target": f"{t.get('name')} ({t.get('kind')})", "fingerprint": t.get("fingerprint"),
-            "key source": t.get("key_source"), "dataset": report.get("dataset", {}).get("name"),
-            "victim sizes": report.get("victim_sizes"), "cloud": report.get("cloud"),
-            "budget": report.get("budget"), "attack seed": report.get("seed"),
-            "command": report.get("command") or "(Python API)", "machine": report.get("machine", {}).get("summary"),
-            "created": report.get("created")}
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>OWSD audit: {_esc(t.get('name'))}</title>
-<style>{_CSS}</style></head><body>
-<h1>Security audit of scrambler <code>{_esc(t.get('name'))}</code> {_badge(s['overall'])}</h1>
-<div class=sub>fingerprint <code>{_esc(t.get('fingerprint'))}</code> &middot; {_esc(report.get('dataset', {}).get('name'))}
-&middot; cloud {_esc(report.get('cloud'))} &middot; budget {_esc(report.get('budget'))} &middot; {_esc(report.get('created'))}</div>
-<div class=cards>{cards}</div>
-<h2>Attacks</h2>{_attack_rows(report['attacks'])}
-<h2>Figures</h2><div class=figs>{''.join(figs) or '<p>No figures.</p>'}</div>
-<h2>Utility of the scheme</h2>{_utility_html(report.get('utility'))}
-<h2>Declared thresholds</h2>{_thresholds_html()}
-<h2>Every metric</h2>{_details(report['attacks'])}
-<h2>Run</h2>{_kv_table(info)}{spec_html}
-{f'<h2>Notes</h2><ul>{notes}</ul>' if notes else ''}
-<p class=sub>report.json in this folder is the source of truth; this page is drawn from it. No secret key
-material is written by the audit (the fingerprint is a one-way hash).</p>
-</body></html>
-"""
+    """One self-contained page showing the whole report (:func:`analysis.report_html.render_html`)."""
+    from analysis.report_html import render_html as _render
+
+    return _render(report)

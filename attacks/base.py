@@ -19,8 +19,8 @@ Example:
     ...     warnings.simplefilter("ignore")
     ...     v = Victim.build(dataset="digits", preset="linear", seed=0, n_private=200, n_public=8)
     >>> r = Guess(seed=0, verbose=False)(v)
-    >>> r.chance["accuracy"] < 0.2, r.p_values["accuracy"] > 0.01
-    (True, True)
+    >>> r.chance["accuracy"] < 0.2, r.p_values["accuracy"] > 0.01, r.finding, r.cost["oracle_queries"]
+    (True, True, 'kernel', {'scramble': 0, 'cloud': 0, 'internal': 0})
 """
 
 from __future__ import annotations
@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 
 BUDGETS = ("smoke", "standard", "full")
 FAMILIES = ("key-estimation", "inversion", "leakage")
+#: what an attack's outcome is evidence about: the scrambling ``kernel`` (it depends on the
+#: kernel), or the rest of the ``system`` (e.g. the organization's internal model)
+FINDINGS = ("kernel", "system")
 
 
 class RequirementError(ValueError):
@@ -134,8 +137,10 @@ class AttackResult:
     ``cost``: ``seconds`` (wall time of the attack's ``run``: what the attacker pays),
     ``cpu_seconds`` (its process CPU time, all threads), ``scorer_seconds`` /
     ``scorer_cpu_seconds`` (the scorer's side: challenge games, permutation nulls, metrics),
-    ``total_seconds`` (both), ``queries`` (scramble-oracle queries used), ``known_pairs``,
-    ``device`` and ``threads`` (torch intra-op threads during the run).
+    ``total_seconds`` (both), ``queries`` (scramble-oracle queries used), ``oracle_queries``
+    (queries used per oracle: ``scramble``, ``cloud``, ``internal``; :mod:`attacks.oracles`),
+    ``known_pairs``, ``device`` and ``threads`` (torch intra-op threads during the run).
+    ``finding`` is the attack's declared :data:`FINDINGS` scope.
     """
 
     attack: str
@@ -155,6 +160,7 @@ class AttackResult:
     curves: dict = field(default_factory=dict)
     per_sample: dict = field(default_factory=dict, repr=False)
     raw: dict = field(default_factory=dict, repr=False)
+    finding: str = "kernel"
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("per_sample", "raw")}
@@ -189,10 +195,16 @@ class Attack(abc.ABC):
     Parameters are keyword-only.  ``budget`` picks defaults from the class's ``BUDGETS``
     table (``smoke`` for tests, ``standard``, ``full``); explicit keyword arguments override
     them and are validated against ``PARAMS`` (name -> type).
+
+    ``finding`` declares what the outcome is evidence about: ``"kernel"`` (the default: it
+    depends on the scrambling kernel) or ``"system"`` (it does not, e.g. membership inference
+    on the organization's internal model measures that model's overfitting); the audit
+    reports system findings beside the kernel's verdict, never inside it.
     """
 
     name: ClassVar[str]
     family: ClassVar[str]
+    finding: ClassVar[str] = "kernel"
     requirements: ClassVar[Requirements] = Requirements()
     PARAMS: ClassVar[dict[str, type]] = {}
     BUDGETS: ClassVar[dict[str, dict]] = {"smoke": {}, "standard": {}, "full": {}}
@@ -210,6 +222,8 @@ class Attack(abc.ABC):
             raise ValueError(f"{self.name}: budget must be one of {BUDGETS}, got {budget!r}")
         if getattr(self, "family", None) not in FAMILIES:
             raise TypeError(f"{type(self).__name__}: family must be one of {FAMILIES}")
+        if getattr(self, "finding", None) not in FINDINGS:
+            raise TypeError(f"{type(self).__name__}: finding must be one of {FINDINGS}")
         unknown = sorted(set(params) - set(self.PARAMS))
         if unknown:
             raise TypeError(f"{self.name}: unknown parameter(s) {unknown}; accepted: {sorted(self.PARAMS)}")
@@ -276,9 +290,10 @@ class Attack(abc.ABC):
             metrics={k: float(v) for k, v in score.metrics.items()}, chance=dict(score.chance),
             ci={k: (float(a), float(b)) for k, (a, b) in score.ci.items()}, p_values=dict(score.p_values),
             primary=score.primary,
-            cost={"seconds": seconds, "queries": view.queries_used, "known_pairs": threat.known_pairs,
+            cost={"seconds": seconds, "queries": view.queries_used, "oracle_queries": view.oracle_usage(),
+                  "known_pairs": threat.known_pairs,
                   "device": self.device, "cpu_seconds": cpu, "scorer_seconds": scorer_seconds,
                   "scorer_cpu_seconds": scorer_cpu, "total_seconds": seconds + scorer_seconds,
                   "threads": torch.get_num_threads()},
             seed=self.seed, target=target, curves=dict(score.curves), per_sample=dict(score.per_sample),
-            raw=output.raw())
+            raw=output.raw(), finding=self.finding)

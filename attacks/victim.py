@@ -12,8 +12,8 @@ Example:
     ...     warnings.simplefilter("ignore")
     ...     v = Victim.build(dataset="digits", preset="linear", seed=0, n_private=8, n_public=8, n_heldout=8)
     >>> view = v.view(ThreatModel(known_pairs=4, pair_input="embedding"), rng=np.random.default_rng(0))
-    >>> view.pairs_inputs.shape, view.key is None
-    ((4, 64), True)
+    >>> view.pairs_inputs.shape, view.key is None, view.oracle_usage()
+    ((4, 64), True, {'scramble': 0, 'cloud': 0, 'internal': 0})
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from typing import Optional
 
 import numpy as np
 
+from attacks.oracles import BudgetExceededError, ScrambleOracle  # noqa: F401  (re-exported: the contract's names)
+from attacks.oracles import CloudOracle, QueryMeter, meters_for, usage
 from attacks.threat import ThreatModel
 from owsd.channel import Channel, OwsdChannel
 from owsd.cloud import Cloud, make_cloud
@@ -36,31 +38,15 @@ from owsd.spec import ScramblerSpec
 log = logging.getLogger(__name__)
 
 
-class BudgetExceededError(RuntimeError):
-    """The attack asked the oracle for more queries than its threat model grants."""
-
-
-class ScrambleOracle:
-    """Chosen-input access to the victim's scrambler, counted against a budget."""
-
-    def __init__(self, channel: Channel, budget: int, input_kind: str) -> None:
-        self._channel, self.budget, self.input_kind, self.used = channel, budget, input_kind, 0
-
-    def __call__(self, inputs: np.ndarray) -> np.ndarray:
-        n = len(inputs)
-        if self.used + n > self.budget:
-            raise BudgetExceededError(f"oracle budget is {self.budget} queries; {self.used} used, {n} more asked")
-        self.used += n
-        if self.input_kind == "embedding":
-            if not hasattr(self._channel, "scramble_embeddings"):
-                raise TypeError("embedding queries need a channel that scrambles embeddings (OWSD)")
-            return self._channel.scramble_embeddings(np.asarray(inputs, np.float32))
-        return self._channel.scramble_images(inputs)
-
-
 @dataclass(frozen=True)
 class AttackerView:
-    """Exactly what the attacker gets; fields it is not granted are ``None``."""
+    """Exactly what the attacker gets; data it is not granted is ``None``.
+
+    Every oracle it offers (``oracle``: the scrambler on chosen inputs; ``cloud``: the cloud
+    model on images of the attacker's choosing, offered whenever the deployment has a cloud)
+    is metered by ``meters`` (:mod:`attacks.oracles`): going over the threat model's budget,
+    which is 0 for what it does not declare, raises :class:`~attacks.oracles.BudgetExceededError`.
+    """
 
     threat: ThreatModel
     spec: Optional[ScramblerSpec]
@@ -68,20 +54,26 @@ class AttackerView:
     encoder: Optional[Encoder]
     pairs_inputs: Optional[np.ndarray]
     pairs_scrambled: Optional[np.ndarray]
-    oracle: Optional[ScrambleOracle]
+    oracle: ScrambleOracle
     targets: Optional[np.ndarray]
     target_outputs: Optional[np.ndarray]
     labelled_indices: Optional[np.ndarray]
     labelled_labels: Optional[np.ndarray]
     auxiliary: Optional[ImageDataset]
-    cloud: Optional[Cloud]
+    cloud: Optional[CloudOracle]
     num_targets: int
     image_shape: tuple[int, int, int]
     embedding_dim: Optional[int]
+    meters: dict[str, QueryMeter] = field(default_factory=dict, repr=False)
 
     @property
     def queries_used(self) -> int:
-        return self.oracle.used if self.oracle is not None else 0
+        """Scramble-oracle queries used (chosen inputs)."""
+        return self.meters["scramble"].used if "scramble" in self.meters else 0
+
+    def oracle_usage(self) -> dict[str, int]:
+        """Queries used per oracle (``scramble``, ``cloud``, ``internal``)."""
+        return usage(self.meters)
 
 
 @dataclass
@@ -190,8 +182,8 @@ class Victim:
             else:
                 pairs_in = self.private.images[idx]
             pairs_out = self.private_scrambled()[idx]
-        oracle = (ScrambleOracle(self.channel, threat.chosen_queries, threat.pair_input)
-                  if threat.chosen_queries else None)
+        meters = meters_for(threat)
+        oracle = ScrambleOracle(self.channel, meters["scramble"], threat.pair_input)
         lab_idx = lab = None
         if threat.labelled_examples:
             lab_idx = np.sort(rng.choice(n, min(threat.labelled_examples, n), replace=False))
@@ -213,6 +205,6 @@ class Victim:
             targets=self.private_scrambled() if threat.sees_scrambled else None,
             target_outputs=self.private_outputs() if threat.cloud_outputs else None,
             labelled_indices=lab_idx, labelled_labels=lab, auxiliary=aux,
-            cloud=self.cloud if threat.cloud_outputs else None,
+            cloud=CloudOracle(self.cloud, meters["cloud"]) if self.cloud is not None else None,
             num_targets=n, image_shape=shape,
-            embedding_dim=self.spec.embedding_dim if self.spec is not None else None)
+            embedding_dim=self.spec.embedding_dim if self.spec is not None else None, meters=meters)

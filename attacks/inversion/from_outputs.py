@@ -92,13 +92,17 @@ class InversionFromOutputs(Attack):
         return sizes
 
     def threat_model(self) -> ThreatModel:
+        """Both modes send images of the attacker's choosing to the cloud model (charged per image):
+        the scrambled pairs (``victim-pairs``), or ``aux * copies`` own-key scrambles (``own-keys``)."""
         p = self.params
         if p["mode"] == "victim-pairs":
-            return ThreatModel(known_pairs=p["pairs"], pair_input="image", sees_scrambled=False, cloud_outputs=True)
+            return ThreatModel(known_pairs=p["pairs"], pair_input="image", sees_scrambled=False, cloud_outputs=True,
+                               model_queries=p["pairs"], queried_model="cloud")
         return ThreatModel(knows_architecture=True, knows_encoder=p["knows_encoder"], sees_scrambled=False,
                            cloud_outputs=True,
                            auxiliary=aux_description(p), auxiliary_size=p["aux"],
-                           auxiliary_closeness="same-distribution")
+                           auxiliary_closeness="same-distribution",
+                           model_queries=p["aux"] * p["copies"], queried_model="cloud")
 
     def _truncate(self, probs: np.ndarray) -> np.ndarray:
         k = self.params["top_k"]

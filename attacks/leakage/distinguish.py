@@ -32,12 +32,14 @@ from typing import ClassVar, Optional
 import numpy as np
 import torch
 
+from attacks.base import RequirementError
 from attacks.leakage.common import LeakageAttack, sub_seed
 from attacks.leakage.features import GramPCA
+from attacks.leakage.groundtruth import no_other_key
 from attacks.leakage.outputs import Distinguisher
 from attacks.registry import register_attack
 from attacks.threat import ThreatModel
-from attacks.victim import AttackerView
+from attacks.victim import AttackerView, Victim
 
 
 class OneClassPPCA:
@@ -81,10 +83,20 @@ class _Distinguish(LeakageAttack):
 
 @register_attack
 class KeyDistinguish(_Distinguish):
-    """Tells the victim's key from another key of the same architecture."""
+    """Tells the victim's key from another key of the same architecture.
+
+    Needs a target with a notion of another key (:func:`~attacks.leakage.groundtruth.other_key_channel`);
+    on a callable without one it is not applicable (:class:`~attacks.base.RequirementError`).
+    """
 
     name = "leak-key-distinguish"
     reference = "other-key"
+
+    def check_requirements(self, victim: Victim) -> None:
+        super().check_requirements(victim)
+        why = no_other_key(victim)
+        if why is not None:
+            raise RequirementError(f"{self.name} needs the same scheme under another key: {why}")
 
 
 @register_attack

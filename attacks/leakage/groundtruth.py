@@ -29,8 +29,9 @@ import torch
 
 from attacks.controls import (FreshKeyChannel, identity_channel, noise_channel, permutation_channel)
 from attacks.leakage.common import INTERNAL_RECIPE, classifier_validation_positions
+from attacks.oracles import QueryMeter
 from attacks.victim import Victim
-from owsd.channel import Channel, OwsdChannel
+from owsd.channel import CallableChannel, Channel, OwsdChannel
 from owsd.internal import InternalModel
 from owsd.keys import SECRET_BYTES, Key
 
@@ -59,12 +60,28 @@ def augment(images: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, n
     return np.clip(np.round(out), 0, 255).astype(np.uint8), kinds
 
 
+_CONTROLS_WITH_KEYS = ("control:identity", "control:permutation", "control:noise")
+
+
+def no_other_key(victim: Victim) -> Optional[str]:
+    """Why :func:`other_key_channel` cannot serve ``victim`` (``None`` when it can); builds nothing."""
+    ch = victim.channel
+    if isinstance(ch, (OwsdChannel, FreshKeyChannel)) or getattr(ch, "name", "") in _CONTROLS_WITH_KEYS:
+        return None
+    if isinstance(ch, CallableChannel) and callable(getattr(ch.fn, "rekey", None)):
+        return None
+    return (f"no notion of 'another key' for channel {getattr(ch, 'name', '')!r} (a callable scrambler may offer "
+            "one as a `rekey(seed)` attribute returning the same scheme under another key)")
+
+
 def other_key_channel(victim: Victim, seed: int) -> Channel:
     """The victim's scheme under another key (``seed`` picks it), or raise ``ValueError``.
 
     OWSD: a fresh key of the same spec with the victim's encoder; controls: another
     permutation, another noise stream, the identity (which has no key), another fresh-key
-    stream.
+    stream; a callable scrambler that offers ``rekey(seed)`` (the same scheme under another
+    key, e.g. :mod:`analysis.reference_scramblers`): that.  Any other callable has no notion
+    of another key that the toolkit can see.
     """
     ch = victim.channel
     if isinstance(ch, OwsdChannel):
@@ -72,6 +89,9 @@ def other_key_channel(victim: Victim, seed: int) -> Channel:
         return OwsdChannel(key, ch.encoder, transmit_uint8=ch.transmit_uint8)
     if isinstance(ch, FreshKeyChannel):
         return FreshKeyChannel(ch.encoder, ch.spec, seed=seed)
+    rekey = getattr(getattr(ch, "fn", None), "rekey", None)
+    if isinstance(ch, CallableChannel) and callable(rekey):
+        return CallableChannel(rekey(seed), name=f"{ch.name}:rekeyed", transmit_uint8=ch.transmit_uint8)
     name = getattr(ch, "name", "")
     size = int(victim.private_scrambled().shape[-1])
     if name == "control:identity":
@@ -80,7 +100,7 @@ def other_key_channel(victim: Victim, seed: int) -> Channel:
         return permutation_channel(size, seed=seed)
     if name == "control:noise":
         return noise_channel(size, seed=seed)
-    raise ValueError(f"no notion of 'another key' for channel {name!r}")
+    raise ValueError(no_other_key(victim))
 
 
 def uniform_noise_images(n: int, shape: tuple[int, ...], seed: int) -> np.ndarray:
@@ -158,14 +178,24 @@ def internal_model_for(victim: Victim, *, seed: int = 0) -> tuple[InternalModel,
 
 
 class InternalOracle:
-    """Black-box query access to the internal model: cloud outputs -> probabilities."""
+    """Black-box query access to the internal model: cloud outputs -> probabilities.
 
-    def __init__(self, model: InternalModel, budget: Optional[int] = None) -> None:
-        self._model, self.budget, self.used = model, budget, 0
+    Queries are counted by ``meter`` (the attacker view's ``internal`` meter, whose budget is
+    the threat model's ``model_queries``): over budget raises
+    :class:`~attacks.oracles.BudgetExceededError`.  Without a meter, nothing is limited.
+    """
+
+    def __init__(self, model: InternalModel, meter: Optional[QueryMeter] = None) -> None:
+        self._model, self._meter, self._used = model, meter, 0
+
+    @property
+    def used(self) -> int:
+        return self._meter.used if self._meter is not None else self._used
 
     def __call__(self, outputs: np.ndarray) -> np.ndarray:
         outputs = np.asarray(outputs)
-        if self.budget is not None and self.used + len(outputs) > self.budget:
-            raise RuntimeError(f"internal-model query budget {self.budget} exceeded")
-        self.used += len(outputs)
+        if self._meter is not None:
+            self._meter.charge(len(outputs))
+        else:
+            self._used += len(outputs)
         return self._model.classifier.predict_proba(self._model.features(outputs))

@@ -231,7 +231,7 @@ def score_distinguisher(out: Distinguisher, victim: Victim, view: AttackerView) 
 def score_membership(out: MembershipGame, victim: Victim, view: AttackerView) -> Score:
     idx = _indices(out.target_indices, len(victim.private))
     model, member, evaluable = internal_model_for(victim)
-    oracle = InternalOracle(model)
+    oracle = InternalOracle(model, meter=view.meters.get("internal"))
     scores = np.asarray(out.infer(oracle), float)
     if scores.shape != idx.shape:
         raise ValueError(f"{len(scores)} membership scores for {len(idx)} targets")
