@@ -60,16 +60,16 @@ def check_report(doc: Any, *, source: str) -> dict:
     """``doc`` if it has the structure :func:`analysis.compare.row_of` reads; else :class:`ReportFormatError`."""
     if not isinstance(doc, dict) or doc.get("format") != REPORT_FORMAT:
         raise ReportFormatError(f"{source}: not an owsd audit report (format must be {REPORT_FORMAT!r})")
-    t = _dict(doc.get("target"), source, "target")
+    t = _dict(doc.get("target", {}), source, "target", optional=False)
     for k in ("name", "kind", "fingerprint"):
         _text(t.get(k), source, f"target.{k}")
     _text(_dict(t.get("spec"), source, "target.spec").get("name"), source, "target.spec.name")
     _text(_dict(doc.get("dataset"), source, "dataset").get("name"), source, "dataset.name")
     for k in ("cloud", "budget"):
         _text(doc.get(k), source, k)
-    s = _dict(doc.get("summary"), source, "summary")
+    s = _dict(doc.get("summary", {}), source, "summary", optional=False)
     _text(s.get("overall"), source, "summary.overall")
-    for k, v in _dict(s.get("counts"), source, "summary.counts").items():
+    for k, v in _dict(s.get("counts", {}), source, "summary.counts", optional=False).items():
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:
             _fail(source, f"summary.counts.{k}", "a non-negative integer", v)
     for k, v in _dict(s.get("max_advantage_by_family"), source, "summary.max_advantage_by_family").items():

@@ -204,12 +204,12 @@ class Key:
         except SpecError as exc:
             raise KeyFileError(f"{source}: invalid spec in key file: {exc}") from exc
         key = cls(spec=spec, secret=secret, seeded=seeded)
-        if not isinstance(doc["fingerprint"], str) or not hmac.compare_digest(doc["fingerprint"], key.fingerprint):
+        if not isinstance(doc["fingerprint"], str) or not _same(doc["fingerprint"], key.fingerprint):
             raise KeyFileError(f"{source}: corrupt or tampered key file: the fingerprint does not match "
                                "the secret and spec it holds")
         if version == 2:
             body = {k: v for k, v in doc.items() if k != "mac"}
-            if not isinstance(doc["mac"], str) or not hmac.compare_digest(doc["mac"], _mac(body, secret)):
+            if not isinstance(doc["mac"], str) or not _same(doc["mac"], _mac(body, secret)):
                 raise KeyFileError(f"{source}: corrupt or tampered key file: the MAC does not match its "
                                    "fields (was the 'seeded' flag or another field edited?)")
         else:
@@ -229,6 +229,11 @@ class Key:
         path = Path(path)
         text = read_text(path, max_bytes=MAX_KEY_BYTES, what="key file", error=KeyFileError)
         return cls.from_json(text, source=str(path), expected_spec=expected_spec)
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time comparison of a field read from a file (any characters) with a hex digest."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("ascii"))
 
 
 def _mac(doc: dict, secret: bytes) -> str:

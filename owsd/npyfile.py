@@ -190,7 +190,7 @@ def read_npz(path: str | Path, *, max_bytes: int | None = None, kinds: str = NUM
                                            max_bytes=limit, kinds=kinds, budget=budget)
     except ArrayFileError:
         raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError,
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError, OSError,
             RuntimeError, struct.error, ValueError, OverflowError, UnicodeDecodeError) as exc:
         raise ArrayFileError(str(path), f"cannot read array file: not a readable .npz archive ({type(exc).__name__}: "
                                         f"{str(exc)[:120]})") from None

@@ -185,7 +185,6 @@ def run_pipeline(cfg: RunConfig) -> dict:
     """Run the scheme end to end and write ``results.json`` and ``utility.png`` to ``cfg.out``."""
     check_config(cfg)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
     rng = np.random.default_rng(0)
     train, test = load_splits(cfg.dataset, cfg.data_dir)
@@ -202,6 +201,7 @@ def run_pipeline(cfg: RunConfig) -> dict:
     if cfg.decoder == "embedding" and len(train) < MIN_DECODER_TRAIN:
         raise ValueError(f"the embedding decoder needs at least {MIN_DECODER_TRAIN} training images, "
                          f"got {len(train)} (or use decoder='none')")
+    out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be usable
     log.info("run: %s (%d train, %d test), cloud %s, key %s", cfg.dataset, len(train), len(test),
              cloud.name, key.fingerprint)
     seconds: dict[str, float] = {}
