@@ -89,7 +89,7 @@ def input_file(text: str) -> Path:
     try:
         st = os.stat(p)
     except FileNotFoundError:
-        raise argparse.ArgumentTypeError(f"{text}: no such file") from None
+        raise argparse.ArgumentTypeError(f"{text}: does not exist") from None
     except OSError as exc:
         raise argparse.ArgumentTypeError(f"{text}: cannot access ({exc.strerror})") from None
     if stat.S_ISDIR(st.st_mode):
@@ -146,7 +146,7 @@ def input_dir(text: str) -> Path:
     """An existing directory."""
     p = Path(text)
     if not p.exists():
-        raise argparse.ArgumentTypeError(f"{text}: no such directory")
+        raise argparse.ArgumentTypeError(f"{text}: does not exist (expected a directory)")
     if not p.is_dir():
         raise argparse.ArgumentTypeError(f"{text}: not a directory")
     return p
