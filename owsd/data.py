@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import csv
-import gzip
 import hashlib
 import io
 import logging

@@ -71,11 +71,6 @@ def describe_error(exc: BaseException) -> str:
     return one_line(text or type(exc).__name__)
 
 
-def is_user_error(exc: BaseException) -> bool:
-    """True for the documented input errors (see the module doc); False for bugs."""
-    return isinstance(exc, (ValueError, OSError))
-
-
 def run_command(func: Callable[[argparse.Namespace], int], a: argparse.Namespace) -> int:
     """Run one subcommand under the policy; return its exit code."""
     prog = f"owsd {getattr(a, 'command', None) or ''}".rstrip()
