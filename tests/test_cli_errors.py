@@ -247,6 +247,17 @@ def test_ctrl_c_without_a_fixed_key_does_not_promise_a_resume(capsys, monkeypatc
     assert "interrupted" in err and "resume" not in err
 
 
+@pytest.mark.parametrize("fixed, resumes", [(["--seed", "0"], True), ([], False)])
+def test_ctrl_c_during_an_audit(fixed, resumes, capsys, monkeypatch, tmp_path):
+    def interrupted(target, cfg, restart=False):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("analysis.audit.run_audit", interrupted)
+    assert main(["audit", "--preset", "linear", *fixed, "--out", str(tmp_path / "a")]) == 130
+    err = capsys.readouterr().err
+    assert ("run the same command to resume" in err) == resumes and "Traceback" not in err
+
+
 def test_key_files_of_version_1_still_load_with_a_note(files, caplog):
     doc = json.loads((files / "k.key").read_text())
     v1 = {k: v for k, v in doc.items() if k != "mac"}
