@@ -32,8 +32,6 @@ log = logging.getLogger("owsd")
 PLUGINS = ("attacks.cli", "analysis.cli", "owsd.bench")
 """Modules that may add subcommands (skipped while they do not exist)."""
 
-_int_list = argtypes.int_list  # kept for importers of the old name
-
 
 def add_key_source(p: argparse.ArgumentParser, *, required: bool = False) -> None:
     """``--key FILE | --preset NAME | --spec SPEC.json`` and ``--seed S`` (shared by subcommands)."""
