@@ -311,7 +311,8 @@ def _owsd_accuracy(cfg: BenchConfig, key, encoder, scrambler: Scrambler, cloud: 
     kw = dict(kind="mlp", epochs=cfg.epochs, seed=cfg.seed, verbose=cfg.verbose)
     models, acc = {}, {}
     for name, use_emb in (("cloud_only", False), ("cloud_plus_embedding", True)):
-        m = InternalModel(use_embedding=use_emb, **kw).fit(ptr, train.labels, etr)
+        m = InternalModel(use_embedding=use_emb, **kw).fit(ptr, train.labels, etr,
+                                                           decoder_from=models.get("cloud_only"))
         acc[name] = _accuracy(m.predict(pte, ete), test.labels)
         models[name] = m
     return acc, models
