@@ -98,6 +98,23 @@ def test_cache_key_covers_every_header_and_no_checkout_path(monkeypatch, tmp_pat
     assert "extra_helper.h" in _build._staged_files(cfg)
 
 
+@pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="needs Linux /proc")
+def test_orphaned_compilers_are_found_by_their_working_folder(tmp_path):
+    other = subprocess.Popen(["sleep", "30"], cwd=tmp_path)  # not a toolchain process: ignored
+    orphan = subprocess.Popen(["sh", "-c", "sleep 30; true"], cwd=tmp_path)  # ninja runs compilers via sh
+    try:
+        deadline = time.monotonic() + 10
+        while orphan.pid not in _build._busy_pids(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        busy = _build._busy_pids(tmp_path)
+        assert orphan.pid in busy and other.pid not in busy
+    finally:
+        for p in (other, orphan):
+            p.kill()
+            p.wait()
+    assert _build._busy_pids(tmp_path) == []
+
+
 def test_stale_bound_from_the_environment(monkeypatch):
     monkeypatch.setenv("OWSD_OPS_LOCK_STALE_S", "12")
     assert _build.stale_after() == 12.0

@@ -220,8 +220,12 @@ def _stage_sources(build_dir: Path, config: dict) -> Path:
     return src
 
 
+_TOOLCHAIN = {"ninja", "sh", "cc", "c++", "gcc", "g++", "cc1", "cc1plus", "clang", "clang++", "as", "ld",
+              "collect2", "nvcc", "cicc", "ptxas", "fatbinary", "nvlink", "cudafe++"}
+
+
 def _busy_pids(build_dir: Path) -> List[int]:
-    """Other processes working in ``build_dir`` (a killed build's orphaned ninja/compiler)."""
+    """Toolchain processes working in ``build_dir`` (a killed build's orphaned ninja and compilers)."""
     target, me, found = str(build_dir.resolve()), os.getpid(), []
     try:
         entries = os.listdir("/proc")
@@ -232,9 +236,13 @@ def _busy_pids(build_dir: Path) -> List[int]:
             continue
         try:
             cwd = os.readlink(f"/proc/{e}/cwd")
+            if not (cwd == target or cwd.startswith(target + os.sep)):
+                continue
+            with open(f"/proc/{e}/comm", encoding="utf-8", errors="replace") as fh:
+                comm = fh.read().strip()
         except OSError:
             continue
-        if cwd == target or cwd.startswith(target + os.sep):
+        if comm in _TOOLCHAIN:
             found.append(int(e))
     return found
 
@@ -242,16 +250,16 @@ def _busy_pids(build_dir: Path) -> List[int]:
 def _after_takeover(build_dir: Path) -> None:
     """Clean up after a dead build: let its orphaned compilers finish, drop torch's lock file."""
     t0 = time.monotonic()
-    bound, said = stale_after(), 0.0
+    bound, next_report = stale_after(), 0.0
     while True:
         pids = _busy_pids(build_dir)
         waited = time.monotonic() - t0
         if not pids or waited > bound:
             break
-        if waited - said >= 30.0 or said == 0.0:
+        if waited >= next_report:
             log.warning("owsd.ops: waiting for %d compiler process(es) left running by the dead build "
                         "(PIDs %s) to finish in %s", len(pids), ", ".join(map(str, pids[:8])), build_dir)
-            said = waited or 1e-9
+            next_report = waited + 30.0
         time.sleep(0.5)
     torch_lock = build_dir / TORCH_LOCK_FILE
     if torch_lock.exists():
