@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import struct
 import time
@@ -197,3 +198,29 @@ def test_efficientnet_chatter_stays_off_stdout(capfd):
 
     efficientnet_lite0_module()
     assert capfd.readouterr().out == ""
+
+
+# --- the fuzzers' findings, pinned ------------------------------------------------------------
+def test_zip_with_shifted_offsets_is_an_array_file_error(tmp_path):
+    buf = io.BytesIO()
+    np.savez(buf, a=np.arange(3))
+    (tmp_path / "z.npz").write_bytes(buf.getvalue()[1:])  # zipfile itself raises OSError [Errno 22] here
+    with pytest.raises(ArrayFileError, match="not a readable .npz"):
+        read_npz(tmp_path / "z.npz")
+
+
+def test_non_ascii_fingerprint_is_a_key_file_error(tmp_path):
+    doc = json.loads(_key("linear").to_json())
+    (tmp_path / "k.key").write_text(json.dumps({**doc, "fingerprint": "é\ud800"}))
+    with pytest.raises(KeyFileError, match="fingerprint does not match"):
+        Key.load(tmp_path / "k.key")
+
+
+@pytest.mark.parametrize("field", ["target", "summary"])
+def test_null_report_sections_are_report_format_errors(field, tmp_path):
+    from analysis.compare import compare
+    from analysis.reportcheck import ReportFormatError
+
+    (tmp_path / "report.json").write_text(json.dumps({"format": "owsd-audit-report", field: None}))
+    with pytest.raises(ReportFormatError, match=f"{field} must be an object"):
+        compare([tmp_path])
