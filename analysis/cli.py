@@ -14,10 +14,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import shlex
 import sys
 from pathlib import Path
 from typing import Optional
+
+from owsd.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +37,14 @@ def load_scrambler(ref: str):
     mod, sep, attr = ref.partition(":")
     if not sep or not mod or not attr:
         raise ValueError(f"--scrambler expects MODULE:CALLABLE, got {ref!r}")
+    if os.getcwd() not in sys.path and "" not in sys.path:  # `owsd` (a console script) lacks the current folder
+        sys.path.append(os.getcwd())
     try:
         m = importlib.import_module(mod)
     except ImportError as exc:
         raise ValueError(f"--scrambler: cannot import module {mod!r} ({exc})") from None
+    except SyntaxError as exc:
+        raise ValueError(f"--scrambler: module {mod!r} does not compile ({exc})") from None
     obj = m
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -53,7 +60,7 @@ def _target(a: argparse.Namespace):
 
     if a.key is not None:
         if a.seed is not None:
-            raise SystemExit("owsd audit: --seed derives a key; it cannot be combined with --key")
+            raise UsageError("--seed derives a key; it cannot be combined with --key")
         return AuditTarget.from_key_file(a.key)
     if a.spec is not None:
         return AuditTarget.from_spec(a.spec, seed=a.seed)
@@ -61,7 +68,7 @@ def _target(a: argparse.Namespace):
         return AuditTarget.from_preset(a.preset, seed=a.seed)
     if a.scrambler is not None:
         return AuditTarget.from_callable(load_scrambler(a.scrambler), name=a.name or a.scrambler)
-    raise SystemExit("owsd audit: name the kernel to audit: --key FILE, --spec SPEC.json, --preset NAME "
+    raise UsageError("name the kernel to audit: --key FILE, --spec SPEC.json, --preset NAME "
                      "or --scrambler MODULE:CALLABLE")
 
 
@@ -167,6 +174,8 @@ def command_line(a: argparse.Namespace) -> str:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from owsd import argtypes
+    from owsd.cli import key_is_fixed
     from owsd.cloud import CLOUD_NAMES
     from owsd.data import DATASETS
 
@@ -175,29 +184,32 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "every threat model it supports at the budget; write report.json, "
                                    "report.html, per-sample scores and figures to --out (resumable).")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--key", type=Path, help="key file (from `owsd keygen`)")
-    g.add_argument("--spec", type=Path, help="scrambler spec JSON (a fresh key is drawn for it, never saved)")
+    g.add_argument("--key", type=argtypes.input_file, help="key file (from `owsd keygen`)")
+    g.add_argument("--spec", type=argtypes.input_file,
+                   help="scrambler spec JSON (a fresh key is drawn for it, never saved)")
     g.add_argument("--preset", help="named spec (default, linear, small-signal, deep-linear); fresh key")
     g.add_argument("--scrambler", help="MODULE:CALLABLE, any scrambler: float images (N,C,H,W) in [0,1] -> "
                                        "scrambled images in [0,1]")
     p.add_argument("--name", help="name of a --scrambler target in the report")
-    p.add_argument("--seed", type=int, help="derive the key of --spec/--preset from this seed (NOT secret; "
-                                            "lets an interrupted audit resume)")
+    p.add_argument("--seed", type=argtypes.nonnegative_int, help="derive the key of --spec/--preset from this "
+                                                                  "seed (NOT secret; lets an interrupted audit resume)")
     p.add_argument("--dataset", default="digits", choices=DATASETS)
-    p.add_argument("--data-dir", type=Path, help="folder holding the dataset (not needed for digits)")
+    p.add_argument("--data-dir", type=argtypes.input_dir, help="folder holding the dataset (not needed for digits)")
     p.add_argument("--cloud", default="tiny", choices=(*CLOUD_NAMES, "none"))
     p.add_argument("--budget", default="smoke", choices=("smoke", "standard", "full"))
-    p.add_argument("--out", type=Path, default=Path("owsd-audit"), help="run directory (resumed if it exists)")
-    p.add_argument("--attack-seed", type=int, default=0, help="seed of the attacks' randomness and data split")
+    p.add_argument("--out", type=argtypes.output_dir, default=Path("owsd-audit"),
+                   help="run directory (resumed if it exists)")
+    p.add_argument("--attack-seed", type=argtypes.nonnegative_int, default=0,
+                   help="seed of the attacks' randomness and data split")
     p.add_argument("--only", type=_names, help="comma-separated attack names (or job ids) to run")
     p.add_argument("--exclude", type=_names, help="comma-separated attack names (or job ids) to leave out")
     p.add_argument("--no-utility", action="store_true", help="skip the utility measurement")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--threads", type=argtypes.positive_int, default=1,
                    help="torch/BLAS and cloud threads (default 1, the fastest on a shared machine)")
     p.add_argument("--restart", action="store_true", help="discard a previous audit in --out")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=argtypes.device, default="cpu")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=_cmd_audit)
+    p.set_defaults(func=_cmd_audit, resumable=key_is_fixed)
 
     k = sub.add_parser("audit-calibrate", help="audit the reference scramblers and compare with their expected verdicts",
                        description="Audit the calibration battery (analysis/calibration_expected.json: identity, "
@@ -218,7 +230,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     c = sub.add_parser("audit-compare", help="rank audited kernels on a privacy-utility table and plot")
     c.add_argument("dirs", nargs="+", type=Path, help="audit run directories (each with report.json)")
-    c.add_argument("--out", type=Path, help="write compare.md, compare.json and privacy_utility.png here")
+    c.add_argument("--out", type=argtypes.output_dir,
+                   help="write compare.md, compare.json and privacy_utility.png here")
     c.add_argument("--labels", help="comma-separated labels, one per directory")
     c.add_argument("--title", help="plot title")
     c.set_defaults(func=_cmd_compare)

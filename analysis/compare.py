@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from analysis.figures import privacy_utility_plot
-from analysis.report import load_report
+from analysis.reportcheck import read_report
 from owsd.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def compare(dirs: Sequence[str | Path], *, out: Optional[str | Path] = None,
         raise ValueError(f"{len(labels)} labels for {len(dirs)} audit directories")
     rows = []
     for i, d in enumerate(dirs):
-        rep = load_report(d)
+        rep = read_report(d)  # size, nesting and the type of every field read below are checked
         rows.append(row_of(rep, label=labels[i] if labels else None, path=str(d)))
     notes = []
     for key in ("dataset", "cloud", "budget"):

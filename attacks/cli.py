@@ -12,6 +12,8 @@ import logging
 import sys
 from pathlib import Path
 
+from owsd.errors import UsageError
+
 log = logging.getLogger(__name__)
 
 
@@ -37,9 +39,9 @@ def _cmd_attack(a: argparse.Namespace) -> int:
             sys.stdout.write(f"{name:32s} {cls.family:16s} {tm.describe()}\n")
         return 0
     if not a.name:
-        raise SystemExit("owsd attack: name an attack (see `owsd attack --list`)")
+        raise UsageError("name an attack (see `owsd attack --list`)")
     if a.key is not None and a.seed is not None:
-        raise SystemExit("owsd attack: --seed derives a key; it cannot be combined with --key")
+        raise UsageError("--seed derives a key; it cannot be combined with --key")
     cls = get_attack(a.name)
     attack = cls(budget=a.budget, seed=a.attack_seed, device=a.device, verbose=not a.quiet)
     sizes = attack.victim_sizes()
@@ -58,6 +60,7 @@ def _cmd_attack(a: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from owsd import argtypes
     from owsd.cli import add_key_source
     from owsd.cloud import CLOUD_NAMES
     from owsd.data import DATASETS
@@ -67,11 +70,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--list", action="store_true", help="list every attack, its family and threat model")
     add_key_source(p)
     p.add_argument("--dataset", default="digits", choices=DATASETS)
-    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--data-dir", type=argtypes.input_dir)
     p.add_argument("--cloud", choices=CLOUD_NAMES, help="cloud model (attacks that need one default to tiny)")
     p.add_argument("--budget", default="smoke", choices=("smoke", "standard", "full"))
-    p.add_argument("--attack-seed", type=int, help="seed of the attack's own randomness")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--out", type=Path, default=Path("owsd-attack"))
+    p.add_argument("--attack-seed", type=argtypes.nonnegative_int, help="seed of the attack's own randomness")
+    p.add_argument("--device", type=argtypes.device, default="cpu")
+    p.add_argument("--out", type=argtypes.output_dir, default=Path("owsd-attack"))
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_attack)

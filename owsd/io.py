@@ -65,10 +65,10 @@ def save_npz(path: Path, **arrays: np.ndarray) -> None:
 
 
 def load_npz(path: Path) -> dict[str, np.ndarray]:
-    """Load an ``.npz`` written by :func:`save_npz`, refusing pickled objects."""
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise ValueError(f"cannot read array file {path}: {exc}") from exc
+    """Load an ``.npz`` written by :func:`save_npz`: strictly (:func:`owsd.npyfile.read_npz`), no pickle.
+
+    Raises :class:`owsd.npyfile.ArrayFileError` (a ``ValueError``) naming the file and the problem.
+    """
+    from owsd.npyfile import read_npz
+
+    return read_npz(Path(path))

@@ -6,9 +6,15 @@ are reproducible, hence not secret.  Weights are expanded from the secret with S
 (an extendable-output hash), so every bit of the secret matters and no general-purpose
 PRNG state bounds the key space.
 
-A key file is JSON (never pickle): the spec, the secret in hex and a fingerprint.  The
-fingerprint is a one-way hash that identifies the key in logs and reports; the secret never
-leaves the key file.  ``repr(key)`` shows only the fingerprint.
+A key file is JSON (never pickle): the spec, the secret in hex, the ``seeded`` flag, a
+fingerprint and (format version 2) a MAC.  The fingerprint is a one-way hash of the secret
+and spec that identifies the key in logs and reports; the MAC, an HMAC-SHA256 under the
+secret over every other field, makes any edit of the file (a flipped ``seeded`` flag, say)
+fail on load.  It detects corruption and edits made without recomputing it; it cannot stop
+someone who reads the secret from the file, who holds the key anyway.  Version-1 files (no
+MAC; their ``seeded`` flag is unprotected) still load, with a note.  Key files are read with
+a size and nesting limit.  The secret never leaves the key file; ``repr(key)`` shows only
+the fingerprint.
 
 Example:
     >>> from owsd.presets import get_preset
@@ -41,8 +47,11 @@ from owsd.spec import ScramblerSpec, SpecError
 log = logging.getLogger(__name__)
 
 KEY_FORMAT = "owsd-key"
-KEY_VERSION = 1
+KEY_VERSION = 2
 SECRET_BYTES = 32
+MAX_KEY_BYTES = 1 << 20
+_V1_FIELDS = {"format", "version", "spec", "secret", "seeded", "fingerprint"}
+_V2_FIELDS = _V1_FIELDS | {"mac"}
 
 
 class KeyFileError(ValueError):
@@ -146,6 +155,7 @@ class Key:
     def to_json(self) -> str:
         doc = {"format": KEY_FORMAT, "version": KEY_VERSION, "spec": self.spec.to_dict(),
                "secret": self.secret.hex(), "seeded": self.seeded, "fingerprint": self.fingerprint}
+        doc["mac"] = _mac(doc, self.secret)
         return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
     def save(self, path: str | Path) -> Path:
@@ -160,17 +170,29 @@ class Key:
     @classmethod
     def from_json(cls, text: str, *, source: str = "<string>",
                   expected_spec: Optional[ScramblerSpec] = None) -> "Key":
+        from owsd.safejson import loads
+
+        if len(text) > MAX_KEY_BYTES:
+            raise KeyFileError(f"{source}: {len(text):,} characters, larger than any key file")
         try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise KeyFileError(f"{source}: corrupt key file, not valid JSON ({exc})") from exc
+            doc = loads(text, source=source, error=KeyFileError)
+        except KeyFileError as exc:
+            raise KeyFileError(f"{source}: corrupt key file, {str(exc)[len(source) + 2:]}") from None
         if not isinstance(doc, dict) or doc.get("format") != KEY_FORMAT:
             raise KeyFileError(f"{source}: not an owsd key file (format field must be {KEY_FORMAT!r})")
-        if doc.get("version") != KEY_VERSION:
-            raise KeyFileError(f"{source}: unsupported key file version {doc.get('version')!r}")
-        for field in ("spec", "secret", "fingerprint"):
+        version = doc.get("version")
+        if not isinstance(version, int) or isinstance(version, bool) or version not in (1, 2):
+            raise KeyFileError(f"{source}: unsupported key file version {str(version)[:40]!r}")
+        fields = _V2_FIELDS if version == 2 else _V1_FIELDS
+        for field in sorted(fields - {"seeded"} if version == 1 else fields):
             if field not in doc:
                 raise KeyFileError(f"{source}: key file lacks the {field!r} field")
+        unknown = sorted(set(doc) - fields)
+        if unknown:
+            raise KeyFileError(f"{source}: unknown key file field(s) {str(unknown)[:80]}")
+        seeded = doc.get("seeded", False)
+        if not isinstance(seeded, bool):
+            raise KeyFileError(f"{source}: the 'seeded' field must be true or false")
         try:
             secret = bytes.fromhex(doc["secret"]) if isinstance(doc["secret"], str) else b""
         except ValueError:
@@ -181,10 +203,19 @@ class Key:
             spec = ScramblerSpec.from_dict(doc["spec"])
         except SpecError as exc:
             raise KeyFileError(f"{source}: invalid spec in key file: {exc}") from exc
-        key = cls(spec=spec, secret=secret, seeded=bool(doc.get("seeded", False)))
-        if not isinstance(doc["fingerprint"], str) or not hmac.compare_digest(doc["fingerprint"], key.fingerprint):
+        key = cls(spec=spec, secret=secret, seeded=seeded)
+        if not isinstance(doc["fingerprint"], str) or not _same(doc["fingerprint"], key.fingerprint):
             raise KeyFileError(f"{source}: corrupt or tampered key file: the fingerprint does not match "
                                "the secret and spec it holds")
+        if version == 2:
+            body = {k: v for k, v in doc.items() if k != "mac"}
+            if not isinstance(doc["mac"], str) or not _same(doc["mac"], _mac(body, secret)):
+                raise KeyFileError(f"{source}: corrupt or tampered key file: the MAC does not match its "
+                                   "fields (was the 'seeded' flag or another field edited?)")
+        else:
+            log.warning("note: %s is a version-1 key file: its 'seeded' flag (%s) is not covered by a MAC, so an "
+                        "edit of it cannot be detected; re-save it to upgrade (owsd.keys.Key.load(p).save(p))",
+                        source, "true" if seeded else "false")
         if expected_spec is not None and spec != expected_spec:
             raise KeySpecMismatchError(f"{source}: key is for spec {spec.name!r}, which differs from the "
                                        f"expected spec {expected_spec.name!r}")
@@ -193,14 +224,22 @@ class Key:
     @classmethod
     def load(cls, path: str | Path, *, expected_spec: Optional[ScramblerSpec] = None) -> "Key":
         """Read and verify a key file; corrupt files and spec mismatches fail clearly."""
+        from owsd.safejson import read_text
+
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise
-        except (OSError, UnicodeDecodeError) as exc:
-            raise KeyFileError(f"{path}: cannot read key file ({exc})") from exc
+        text = read_text(path, max_bytes=MAX_KEY_BYTES, what="key file", error=KeyFileError)
         return cls.from_json(text, source=str(path), expected_spec=expected_spec)
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time comparison of a field read from a file (any characters) with a hex digest."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("ascii"))
+
+
+def _mac(doc: dict, secret: bytes) -> str:
+    """HMAC-SHA256 under the secret over the canonical JSON of ``doc`` (every field but ``mac``)."""
+    body = json.dumps({k: v for k, v in doc.items() if k != "mac"}, sort_keys=True, separators=(",", ":"))
+    return hmac.new(secret, b"owsd-key-mac-v2|" + body.encode(), hashlib.sha256).hexdigest()
 
 
 def seed_secret(seed: int) -> bytes:

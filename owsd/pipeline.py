@@ -166,12 +166,25 @@ def _accuracy(clf_pred: np.ndarray, labels: np.ndarray) -> dict:
     return {"accuracy": correct / len(labels), "ci95": [lo, hi]}
 
 
-def run_pipeline(cfg: RunConfig) -> dict:
-    """Run the scheme end to end and write ``results.json`` and ``utility.png`` to ``cfg.out``."""
+def check_config(cfg: RunConfig) -> None:
+    """Refuse counts that would silently give meaningless results (0 epochs: chance-level models)."""
     if cfg.decoder not in DECODERS:
         raise ValueError(f"decoder must be one of {DECODERS}, got {cfg.decoder!r}")
+    for name in ("epochs", "batch_size", "n_train", "n_test"):
+        v = getattr(cfg, name)
+        if v is None and name.startswith("n_"):
+            continue
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    sizes = tuple(cfg.output_sizes)
+    if not sizes or any(not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1 for k in sizes):
+        raise ValueError(f"output sizes must be positive integers, got {cfg.output_sizes}")
+
+
+def run_pipeline(cfg: RunConfig) -> dict:
+    """Run the scheme end to end and write ``results.json`` and ``utility.png`` to ``cfg.out``."""
+    check_config(cfg)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
     rng = np.random.default_rng(0)
     train, test = load_splits(cfg.dataset, cfg.data_dir)
@@ -188,6 +201,7 @@ def run_pipeline(cfg: RunConfig) -> dict:
     if cfg.decoder == "embedding" and len(train) < MIN_DECODER_TRAIN:
         raise ValueError(f"the embedding decoder needs at least {MIN_DECODER_TRAIN} training images, "
                          f"got {len(train)} (or use decoder='none')")
+    out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be usable
     log.info("run: %s (%d train, %d test), cloud %s, key %s", cfg.dataset, len(train), len(test),
              cloud.name, key.fingerprint)
     seconds: dict[str, float] = {}
@@ -215,9 +229,12 @@ def run_pipeline(cfg: RunConfig) -> dict:
     decoder_r2: dict[str, float] = {}
     for k in sizes:
         qtr, qte = truncate_topk(ptr, k), truncate_topk(pte, k)
+        first = None  # both models read the same outputs: the decoder is fitted once (and logged once)
         for name, use_emb in (("cloud_only", False), ("cloud_plus_embedding", True)):
             t1 = time.perf_counter()
-            m = InternalModel(use_embedding=use_emb, decoder=cfg.decoder, **clf_kw).fit(qtr, train.labels, etr)
+            m = InternalModel(use_embedding=use_emb, decoder=cfg.decoder, **clf_kw).fit(
+                qtr, train.labels, etr, decoder_from=first)
+            first = first or m
             t_internal += time.perf_counter() - t1
             acc[name][str(k)] = _accuracy(m.predict(qte, ete), test.labels)
             if cfg.decoder == "embedding" and not use_emb:

@@ -1,5 +1,11 @@
 """The scrambler: the deconvolution network a key defines (embedding in, image out).
 
+Output is float32 in ``[0, 1]`` unless asked otherwise.  8-bit output rounds every pixel to
+1/255 (an error of std 0.0011): for a spec whose signal is fainter than one grey level (the
+``default`` preset puts 0.51 grey levels around its carrier) that erases most of it, so
+:meth:`Scrambler.scramble` measures the signal (:meth:`Scrambler.signal_grey_levels`) and
+issues a :class:`LossyOutputWarning` before quantizing it away.
+
 Example:
     >>> import torch, warnings
     >>> from owsd.keys import generate_key
@@ -16,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Iterator, Optional
 
 import numpy as np
@@ -28,6 +35,18 @@ from owsd.ops.affine import CollapsedStack, collapse_stack, collapse_worthwhile,
 from owsd.validation import as_matrix
 
 log = logging.getLogger(__name__)
+
+GREY_LEVEL = 1.0 / 255.0
+
+
+class LossyOutputWarning(UserWarning):
+    """8-bit output of a signal fainter than one grey level: rounding erases most of it."""
+
+
+def _check_batch_size(batch_size: int) -> int:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return batch_size
 
 
 def _fused_scramble():
@@ -144,13 +163,43 @@ class Scrambler(nn.Module):
     def iter_batches(self, embeddings, *, batch_size: int = 64, verbose: bool = True,
                      out_dtype: torch.dtype = torch.float32) -> Iterator[torch.Tensor]:
         """Yield scrambled batches (never holds all images: 224x224 images are large)."""
+        _check_batch_size(batch_size)
         e = torch.from_numpy(as_matrix(embeddings, name="embeddings", cols=self.spec.embedding_dim))
         with torch.no_grad():
             for s in tqdm(range(0, e.shape[0], batch_size), desc="scramble", disable=not verbose, unit="batch"):
                 yield self(e[s:s + batch_size].to(self.device), out_dtype=out_dtype)
 
+    def signal_grey_levels(self, embeddings, *, max_images: int = 16) -> float:
+        """Median per-image std of the scrambled signal (image minus carrier), in grey levels.
+
+        Measured in float32 on the first ``max_images`` embeddings; below 1.0, 8-bit output
+        erases most of the signal.
+        """
+        e = torch.from_numpy(as_matrix(embeddings, name="embeddings", cols=self.spec.embedding_dim)[:max_images])
+        if len(e) == 0:
+            raise ValueError("embeddings: empty (0 rows): nothing to measure")
+        with torch.no_grad():
+            img = self(e.to(self.device)).double()
+        sig = img - self.carrier.double() if self.carrier is not None else img
+        return float(sig.flatten(1).std(1).median()) / GREY_LEVEL
+
     def scramble(self, embeddings, *, batch_size: int = 64, verbose: bool = True,
-                 out_dtype: torch.dtype = torch.uint8) -> np.ndarray:
-        """Scramble a whole array of embeddings; returns ``(N, 3, H, W)`` (uint8 by default)."""
+                 out_dtype: torch.dtype = torch.float32) -> np.ndarray:
+        """Scramble a whole array of embeddings; returns ``(N, 3, H, W)`` (float32 by default).
+
+        ``out_dtype=torch.uint8`` warns (:class:`LossyOutputWarning`) when the signal is fainter
+        than one grey level.  No rows in, no rows out.
+        """
+        _check_batch_size(batch_size)
+        e = as_matrix(embeddings, name="embeddings", cols=self.spec.embedding_dim)
+        if len(e) == 0:
+            return np.zeros((0, *self.spec.output_shape()), dtype=torch.empty(0, dtype=out_dtype).numpy().dtype)
+        if out_dtype == torch.uint8:
+            levels = self.signal_grey_levels(e)
+            if levels < 1.0:
+                warnings.warn(f"8-bit output of spec {self.spec.name!r} erases most of its signal: the signal is "
+                              f"{levels:.2f} grey levels (pixel std {levels * GREY_LEVEL:.4f}) and rounding adds "
+                              f"an error of std {GREY_LEVEL / 12 ** 0.5:.4f}; use float32 output",
+                              LossyOutputWarning, stacklevel=2)
         return np.concatenate([b.cpu().numpy() for b in self.iter_batches(
-            embeddings, batch_size=batch_size, verbose=verbose, out_dtype=out_dtype)])
+            e, batch_size=batch_size, verbose=verbose, out_dtype=out_dtype)])

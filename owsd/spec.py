@@ -4,6 +4,11 @@ A :class:`ScramblerSpec` is a frozen dataclass that round-trips through JSON, so
 scrambling kernels can be designed, shared and audited without code.  The secret is not
 part of the spec: it lives in the key (:mod:`owsd.keys`).
 
+Specs come from untrusted files, so :meth:`ScramblerSpec.validate` bounds everything that
+costs memory or time (:data:`LIMITS`: layers, channels, kernel and stride, spatial size,
+activations per image, secret weights) before a weight is drawn, and a spec file is read
+with a size and nesting limit (:data:`MAX_SPEC_BYTES`, :mod:`owsd.safejson`).
+
 Example:
     >>> spec = ScramblerSpec(embedding_dim=16, input_shape=(16, 1, 1),
     ...                      layers=(LayerSpec(3, 4, stride=1),), normalization="sigmoid")
@@ -28,10 +33,34 @@ CARRIERS = ("none", "key", "texture")
 """Offset an image is built around: ``none`` (mid-grey 0.5) or ``key`` (a smooth key-derived image)."""
 
 SPEC_FORMAT = "owsd-scrambler-spec"
+MAX_SPEC_BYTES = 1 << 20
+
+LIMITS = {
+    "layers": 32,                # transposed-convolution layers
+    "channels": 4096,            # out_channels of a layer, and C0 of input_shape
+    "kernel_size": 1024,
+    "stride": 1024,
+    "padding": 1024,
+    "embedding_dim": 1 << 20,
+    "side": 8192,                # height or width of any layer's output (and of the input)
+    "activations": 1 << 26,      # values of one image at any layer (256 MiB as float32)
+    "parameters": 1 << 27,       # secret weights and biases (512 MiB as float32)
+    "name": 200,                 # characters of the spec's name
+}
+"""Upper bounds a spec must respect (far above every preset; a spec beyond them is refused)."""
 
 
 class SpecError(ValueError):
     """A scrambler spec is malformed or inconsistent."""
+
+
+def _short(v: Any, limit: int = 60) -> str:
+    """``repr(v)`` cut to ``limit`` characters (error messages quote untrusted values)."""
+    try:
+        r = repr(v)
+    except (ValueError, RecursionError):  # an int of more than 4,300 digits, say
+        r = f"<{type(v).__name__}>"
+    return r if len(r) <= limit else r[:limit - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -51,17 +80,21 @@ class LayerSpec:
         for name in ("out_channels", "kernel_size", "stride"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise SpecError(f"{where}: {name} must be a positive integer, got {v!r}")
+                raise SpecError(f"{where}: {name} must be a positive integer, got {_short(v)}")
         for name in ("padding", "output_padding"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise SpecError(f"{where}: {name} must be a non-negative integer, got {v!r}")
+                raise SpecError(f"{where}: {name} must be a non-negative integer, got {_short(v)}")
+        for name, limit in (("out_channels", LIMITS["channels"]), ("kernel_size", LIMITS["kernel_size"]),
+                            ("stride", LIMITS["stride"]), ("padding", LIMITS["padding"])):
+            if getattr(self, name) > limit:
+                raise SpecError(f"{where}: {name} {getattr(self, name)} exceeds the limit of {limit}")
         if self.output_padding >= self.stride:
             raise SpecError(f"{where}: output_padding ({self.output_padding}) must be smaller than stride ({self.stride})")
-        if self.activation not in ACTIVATIONS:
-            raise SpecError(f"{where}: activation {self.activation!r} not in {ACTIVATIONS}")
+        if not isinstance(self.activation, str) or self.activation not in ACTIVATIONS:
+            raise SpecError(f"{where}: activation {_short(self.activation)} not in {ACTIVATIONS}")
         if not isinstance(self.bias, bool):
-            raise SpecError(f"{where}: bias must be true or false, got {self.bias!r}")
+            raise SpecError(f"{where}: bias must be true or false, got {_short(self.bias)}")
 
     def output_size(self, size: int) -> int:
         """Spatial output size for an input of spatial size ``size``."""
@@ -95,41 +128,63 @@ class ScramblerSpec:
     name: str = "custom"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.input_shape, (list, tuple)):
+            raise SpecError(f"input_shape must be three positive integers (C, H, W), got {_short(self.input_shape)}")
+        if not isinstance(self.layers, (list, tuple)):
+            raise SpecError(f"layers must be a list of layer objects, got {type(self.layers).__name__}")
         object.__setattr__(self, "input_shape", tuple(self.input_shape))
-        object.__setattr__(self, "layers", tuple(
-            LayerSpec(**lay) if isinstance(lay, dict) else lay for lay in self.layers))
+        try:
+            object.__setattr__(self, "layers", tuple(
+                LayerSpec(**lay) if isinstance(lay, dict) else lay for lay in self.layers))
+        except TypeError as exc:
+            raise SpecError(f"malformed layer: {exc}") from None
         self.validate()
 
     def validate(self) -> None:
-        """Raise :class:`SpecError` naming the first problem found."""
-        if not isinstance(self.embedding_dim, int) or self.embedding_dim < 1:
-            raise SpecError(f"embedding_dim must be a positive integer, got {self.embedding_dim!r}")
-        if len(self.input_shape) != 3 or any(not isinstance(v, int) or v < 1 for v in self.input_shape):
-            raise SpecError(f"input_shape must be three positive integers (C, H, W), got {self.input_shape!r}")
+        """Raise :class:`SpecError` naming the first problem found (limits: :data:`LIMITS`)."""
+        if not isinstance(self.embedding_dim, int) or isinstance(self.embedding_dim, bool) or self.embedding_dim < 1:
+            raise SpecError(f"embedding_dim must be a positive integer, got {_short(self.embedding_dim)}")
+        if self.embedding_dim > LIMITS["embedding_dim"]:
+            raise SpecError(f"embedding_dim {self.embedding_dim} exceeds the limit of {LIMITS['embedding_dim']}")
+        if len(self.input_shape) != 3 or any(not isinstance(v, int) or isinstance(v, bool) or v < 1
+                                             for v in self.input_shape):
+            raise SpecError(f"input_shape must be three positive integers (C, H, W), got {_short(self.input_shape)}")
+        if self.input_shape[0] > LIMITS["channels"] or max(self.input_shape[1:]) > LIMITS["side"]:
+            raise SpecError(f"input_shape {self.input_shape} exceeds the limits ({LIMITS['channels']} channels, "
+                            f"side {LIMITS['side']})")
         if math.prod(self.input_shape) != self.embedding_dim:
             raise SpecError(f"input_shape {self.input_shape} holds {math.prod(self.input_shape)} values, "
                             f"but embedding_dim is {self.embedding_dim}")
         if not self.layers:
             raise SpecError("a scrambler needs at least one layer")
+        if len(self.layers) > LIMITS["layers"]:
+            raise SpecError(f"{len(self.layers)} layers exceed the limit of {LIMITS['layers']}")
         for i, lay in enumerate(self.layers):
             if not isinstance(lay, LayerSpec):
                 raise SpecError(f"layer {i}: expected a LayerSpec or dict, got {type(lay).__name__}")
             lay.validate(i)
-        if self.normalization not in NORMALIZATIONS:
-            raise SpecError(f"normalization {self.normalization!r} not in {NORMALIZATIONS}")
-        if self.carrier not in CARRIERS:
-            raise SpecError(f"carrier {self.carrier!r} not in {CARRIERS}")
+        if not isinstance(self.normalization, str) or self.normalization not in NORMALIZATIONS:
+            raise SpecError(f"normalization {_short(self.normalization)} not in {NORMALIZATIONS}")
+        if not isinstance(self.carrier, str) or self.carrier not in CARRIERS:
+            raise SpecError(f"carrier {_short(self.carrier)} not in {CARRIERS}")
+        if not isinstance(self.name, str) or len(self.name) > LIMITS["name"]:
+            raise SpecError(f"name must be a string of at most {LIMITS['name']} characters, got {_short(self.name)}")
         if self.carrier != "none" and self.normalization != "standardize":
             raise SpecError(f"carrier={self.carrier!r} needs normalization='standardize'")
         for name in ("gain", "weight_scale"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
-                raise SpecError(f"{name} must be a positive finite number, got {v!r}")
+                raise SpecError(f"{name} must be a positive finite number, got {_short(v)}")
         h, w = self.input_shape[1:]
         for i, lay in enumerate(self.layers):
             h, w = lay.output_size(h), lay.output_size(w)
             if h < 1 or w < 1:
                 raise SpecError(f"layer {i}: spatial size collapses to {h}x{w}")
+            if max(h, w) > LIMITS["side"] or lay.out_channels * h * w > LIMITS["activations"]:
+                raise SpecError(f"layer {i}: output {lay.out_channels}x{h}x{w} exceeds the limits (side "
+                                f"{LIMITS['side']}, {LIMITS['activations']:,} values an image)")
+        if self.num_parameters() > LIMITS["parameters"]:
+            raise SpecError(f"{self.num_parameters():,} secret weights exceed the limit of {LIMITS['parameters']:,}")
         if self.layers[-1].out_channels != 3:
             raise SpecError(f"the last layer must output 3 channels (an RGB image), got {self.layers[-1].out_channels}")
 
@@ -173,14 +228,14 @@ class ScramblerSpec:
         d = dict(d)
         fmt = d.pop("format", SPEC_FORMAT)
         if fmt != SPEC_FORMAT:
-            raise SpecError(f"not a scrambler spec: format is {fmt!r}, expected {SPEC_FORMAT!r}")
+            raise SpecError(f"not a scrambler spec: format is {_short(fmt)}, expected {SPEC_FORMAT!r}")
         version = d.pop("version", 1)
-        if version != 1:
-            raise SpecError(f"unsupported spec version {version!r}")
+        if not isinstance(version, int) or isinstance(version, bool) or version != 1:
+            raise SpecError(f"unsupported spec version {_short(version)}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise SpecError(f"unknown spec field(s) {unknown}; known: {sorted(known)}")
+            raise SpecError(f"unknown spec field(s) {_short(unknown)}; known: {sorted(known)}")
         missing = sorted(f.name for f in dataclasses.fields(cls)
                          if f.default is dataclasses.MISSING and f.name not in d)
         if missing:
@@ -189,12 +244,14 @@ class ScramblerSpec:
         layers = d.get("layers")
         if not isinstance(layers, list):
             raise SpecError("layers must be a list of layer objects")
+        if len(layers) > LIMITS["layers"]:
+            raise SpecError(f"{len(layers)} layers exceed the limit of {LIMITS['layers']}")
         for i, lay in enumerate(layers):
             if not isinstance(lay, dict):
                 raise SpecError(f"layer {i}: expected an object, got {type(lay).__name__}")
             bad = sorted(set(lay) - layer_fields)
             if bad:
-                raise SpecError(f"layer {i}: unknown field(s) {bad}; known: {sorted(layer_fields)}")
+                raise SpecError(f"layer {i}: unknown field(s) {_short(bad)}; known: {sorted(layer_fields)}")
         try:
             d["layers"] = tuple(LayerSpec(**lay) for lay in layers)
             return cls(**d)
@@ -202,12 +259,10 @@ class ScramblerSpec:
             raise SpecError(f"malformed spec: {exc}") from exc
 
     @classmethod
-    def from_json(cls, text: str) -> "ScramblerSpec":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SpecError(f"spec is not valid JSON: {exc}") from exc
-        return cls.from_dict(data)
+    def from_json(cls, text: str, *, source: str = "spec") -> "ScramblerSpec":
+        from owsd.safejson import loads
+
+        return cls.from_dict(loads(text, source=source, error=SpecError))
 
     def save(self, path: str | Path) -> None:
         from owsd.io import atomic_write_text
@@ -216,12 +271,13 @@ class ScramblerSpec:
 
     @classmethod
     def load(cls, path: str | Path) -> "ScramblerSpec":
+        """Read a spec file (at most :data:`MAX_SPEC_BYTES`); every problem is a :class:`SpecError`."""
+        from owsd.safejson import read_text
+
         path = Path(path)
+        text = read_text(path, max_bytes=MAX_SPEC_BYTES, what="spec file", error=SpecError)
         try:
-            text = path.read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SpecError(f"cannot read spec file {path}: {exc}") from exc
-        try:
-            return cls.from_json(text)
+            return cls.from_json(text, source=str(path))
         except SpecError as exc:
-            raise SpecError(f"{path}: {exc}") from exc
+            msg = str(exc)
+            raise SpecError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None

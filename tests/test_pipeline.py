@@ -186,10 +186,14 @@ def test_cli_scramble_images_with_encoder(tmp_path):
     np.save(tmp_path / "imgs.npy", imgs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SeededKeyWarning)
-        main(["keygen", "--preset", "default", "--seed", "2", "--out", str(tmp_path / "k.json")])
-    assert main(["scramble", "--key", str(tmp_path / "k.json"), "--in", str(tmp_path / "imgs.npy"), "--encoder",
-                 str(tmp_path / "enc.npz"), "--out", str(tmp_path / "s.npy"), "--uint8", "--quiet"]) == 0
+        main(["keygen", "--preset", "linear", "--seed", "2", "--out", str(tmp_path / "k.json")])
+        main(["keygen", "--preset", "default", "--seed", "2", "--out", str(tmp_path / "kd.json")])
+    args = ["--in", str(tmp_path / "imgs.npy"), "--encoder", str(tmp_path / "enc.npz"), "--out",
+            str(tmp_path / "s.npy"), "--uint8", "--quiet"]
+    assert main(["scramble", "--key", str(tmp_path / "k.json"), *args]) == 0
     assert np.load(tmp_path / "s.npy").dtype == np.uint8
+    # the default preset's signal (0.51 grey levels) would not survive 8 bits: refused (issue 15)
+    assert main(["scramble", "--key", str(tmp_path / "kd.json"), *args]) == 2
 
 
 def test_cli_errors_are_clear(tmp_path, capsys):
@@ -201,8 +205,9 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SeededKeyWarning)
         main(["keygen", "--preset", "linear", "--seed", "1", "--out", str(tmp_path / "k.json")])
-    with pytest.raises(SystemExit, match="exists"):
-        main(["keygen", "--preset", "linear", "--out", str(tmp_path / "k.json")])
+    capsys.readouterr()
+    assert main(["keygen", "--preset", "linear", "--out", str(tmp_path / "k.json")]) == 2
+    assert "exists" in capsys.readouterr().err
     np.save(tmp_path / "bad.npy", np.zeros((2, 10), np.float32))
     rc = main(["scramble", "--key", str(tmp_path / "k.json"), "--in", str(tmp_path / "bad.npy"),
                "--out", str(tmp_path / "o.npy"), "--embeddings"])

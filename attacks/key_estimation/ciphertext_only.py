@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -48,7 +49,7 @@ from attacks.registry import register_attack
 from attacks.threat import ThreatModel
 from attacks.victim import AttackerView
 from owsd.keys import SECRET_BYTES, Key
-from owsd.scrambler import Scrambler
+from owsd.scrambler import LossyOutputWarning, Scrambler
 from owsd.spec import ScramblerSpec
 
 log = logging.getLogger(__name__)
@@ -174,7 +175,10 @@ class CiphertextOnlyKeyEstimation(Attack):
         for _ in tqdm(range(p["n_keys"]), desc="random keys", disable=not self.verbose):
             idx = rng.choice(len(aux), min(p["n_train"], len(aux)), replace=False)
             e = reid.embed(aux[idx]).astype(np.float32)
-            y = Scrambler(Key(spec=spec, secret=rng.bytes(SECRET_BYTES))).scramble(e, verbose=False)
+            with warnings.catch_warnings():  # uint8, as before Scrambler.scramble's default became float32
+                warnings.simplefilter("ignore", LossyOutputWarning)
+                y = Scrambler(Key(spec=spec, secret=rng.bytes(SECRET_BYTES))).scramble(
+                    e, verbose=False, out_dtype=torch.uint8)
             if spec.carrier != "none":  # the key's own carrier, estimated as for the targets
                 y = as_unit_float(y) - _carrier_estimate(y)
             feats.append(candidate_features(e, spec.input_shape))

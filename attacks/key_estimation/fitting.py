@@ -23,7 +23,8 @@ Example:
     ...     warnings.simplefilter("ignore")
     ...     s = Scrambler(generate_key(get_preset("linear"), seed=1))
     >>> e = np.random.default_rng(0).standard_normal((40, 64)).astype(np.float32)
-    >>> est = estimate_from_pairs(get_preset("linear"), e, s.scramble(e, verbose=False), input_kind="embedding")
+    >>> est = estimate_from_pairs(get_preset("linear"), e, s.scramble(e, verbose=False, out_dtype=__import__("torch").uint8),
+    ...                           input_kind="embedding")
     >>> f = s.scramble(e[:4], verbose=False, out_dtype=__import__("torch").float32)
     >>> bool(np.abs(est.predict(e[:4]) - f).mean() < 2e-3)
     True

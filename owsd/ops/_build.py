@@ -7,8 +7,19 @@ points of :mod:`owsd.ops` do on their first call, as does :func:`owsd.ops.status
 * Sources: ``csrc/*.cpp`` (+ ``csrc/*.cu`` only when torch has CUDA and a device
   is present).  Compiled with :func:`torch.utils.cpp_extension.load` (ninja).
 * Cache: ``$OWSD_OPS_CACHE/<key>`` (default ``~/.cache/owsd/ops/<key>``) where
-  ``<key>`` hashes the sources, the compiler flags (including the SIMD flags
-  detected for this CPU), the compiler, Python, torch and CUDA versions.
+  ``<key>`` hashes the sources and every header in ``csrc/``, the compiler flags
+  (including the SIMD flags detected for this CPU), the compiler, Python, torch
+  and CUDA versions.  The sources are compiled from a copy inside the build
+  folder (``<key>/src``), so two checkouts of identical code share one build
+  instead of rebuilding on every alternation (ninja's file holds no checkout path).
+* Lock: one build per folder at a time, under ``<key>/owsd-build.lock`` (a
+  :class:`owsd.lockfile.PidLock`: holder PID, host and start time inside).  A
+  waiting command logs what it waits for; a lock whose holder died (SIGKILL,
+  SIGTERM) or that is older than ``$OWSD_OPS_LOCK_STALE_S`` seconds (default
+  1800) is taken over with a warning, together with the ``lock`` file that
+  :func:`torch.utils.cpp_extension.load` leaves behind when killed mid-build
+  (torch would wait on it forever) and after the dead build's orphaned compiler
+  processes have finished.
 * SIMD flags: ``-mavx2 -mfma`` (+ AVX-512 F/DQ/BW/VL) when ``/proc/cpuinfo``
   lists them; ``OWSD_OPS_ISA=none|avx2|avx512`` overrides the detection.
 * Any failure (no compiler, compile error, load error) leaves the reference
@@ -34,11 +45,14 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import List, Optional
 
 import torch
+
+from owsd.lockfile import PidLock
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +62,10 @@ CUDA_SOURCES = ("deconv_cuda.cu", "affine_cuda.cu")
 HEADERS = ("deconv_index.h", "deconv_kernels.h", "affine_kernels.h")
 
 _LOCK = threading.RLock()
+LOCK_FILE = "owsd-build.lock"
+TORCH_LOCK_FILE = "lock"  # torch.utils.cpp_extension's FileBaton in the build folder
+STALE_AFTER_S = 1800.0
+_LAYOUT = "staged-sources-v2"  # build-folder layout, hashed into the key
 
 
 @dataclasses.dataclass
@@ -159,14 +177,95 @@ def build_config(with_cuda: bool) -> dict:
     }
 
 
+def _staged_files(config: dict) -> List[str]:
+    """Files copied into the build folder: the sources, :data:`HEADERS` and every header in csrc."""
+    extra = {p.name for p in CSRC.iterdir() if p.suffix in (".h", ".cuh") and p.is_file()} if CSRC.is_dir() else set()
+    return sorted(set(config["sources"]) | set(HEADERS) | extra)
+
+
 def source_hash(config: dict) -> str:
-    """Cache key: sha256 over the sources, headers and the build config."""
-    h = hashlib.sha256()
-    for fname in sorted(set(config["sources"]) | set(HEADERS)):
+    """Cache key: sha256 over the sources, headers, the build config and the folder layout."""
+    h = hashlib.sha256(_LAYOUT.encode())
+    for fname in _staged_files(config):
         h.update(fname.encode())
         h.update((CSRC / fname).read_bytes())
     h.update(json.dumps(config, sort_keys=True).encode())
     return h.hexdigest()[:20]
+
+
+def stale_after() -> float:
+    """Seconds after which a build lock counts as stale even if its holder runs."""
+    try:
+        v = float(os.environ.get("OWSD_OPS_LOCK_STALE_S", STALE_AFTER_S))
+    except ValueError:
+        v = STALE_AFTER_S
+    return v if v > 0 else STALE_AFTER_S
+
+
+def _stage_sources(build_dir: Path, config: dict) -> Path:
+    """Copy the sources into ``build_dir/src`` (only files that differ, so ninja sees no change)."""
+    src = build_dir / "src"
+    src.mkdir(parents=True, exist_ok=True)
+    for fname in _staged_files(config):
+        data = (CSRC / fname).read_bytes()
+        dst = src / fname
+        try:
+            if dst.read_bytes() == data:
+                continue
+        except OSError:
+            pass
+        tmp = src / f".{fname}.{os.getpid()}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, dst)
+    return src
+
+
+_TOOLCHAIN = {"ninja", "sh", "cc", "c++", "gcc", "g++", "cc1", "cc1plus", "clang", "clang++", "as", "ld",
+              "collect2", "nvcc", "cicc", "ptxas", "fatbinary", "nvlink", "cudafe++"}
+
+
+def _busy_pids(build_dir: Path) -> List[int]:
+    """Toolchain processes working in ``build_dir`` (a killed build's orphaned ninja and compilers)."""
+    target, me, found = str(build_dir.resolve()), os.getpid(), []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for e in entries:
+        if not e.isdigit() or int(e) == me:
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{e}/cwd")
+            if not (cwd == target or cwd.startswith(target + os.sep)):
+                continue
+            with open(f"/proc/{e}/comm", encoding="utf-8", errors="replace") as fh:
+                comm = fh.read().strip()
+        except OSError:
+            continue
+        if comm in _TOOLCHAIN:
+            found.append(int(e))
+    return found
+
+
+def _after_takeover(build_dir: Path) -> None:
+    """Clean up after a dead build: let its orphaned compilers finish, drop torch's lock file."""
+    t0 = time.monotonic()
+    bound, next_report = stale_after(), 0.0
+    while True:
+        pids = _busy_pids(build_dir)
+        waited = time.monotonic() - t0
+        if not pids or waited > bound:
+            break
+        if waited >= next_report:
+            log.warning("owsd.ops: waiting for %d compiler process(es) left running by the dead build "
+                        "(PIDs %s) to finish in %s", len(pids), ", ".join(map(str, pids[:8])), build_dir)
+            next_report = waited + 30.0
+        time.sleep(0.5)
+    torch_lock = build_dir / TORCH_LOCK_FILE
+    if torch_lock.exists():
+        log.warning("owsd.ops: removing %s, left by an interrupted build (torch would wait on it forever)",
+                    torch_lock)
+        torch_lock.unlink(missing_ok=True)
 
 
 def _compile(name: str, sources: List[str], build_dir: str, config: dict, with_cuda: bool) -> None:
@@ -179,7 +278,7 @@ def _compile(name: str, sources: List[str], build_dir: str, config: dict, with_c
         extra_cflags=config["cflags"],
         extra_cuda_cflags=config["cuda_flags"] or None,
         extra_ldflags=config["ldflags"],
-        extra_include_paths=[str(CSRC)],
+        extra_include_paths=[str(Path(sources[0]).parent)] if sources else [str(CSRC)],
         build_directory=build_dir,
         with_cuda=with_cuda,
         is_python_module=False,
@@ -212,9 +311,17 @@ def _try_build(with_cuda: bool) -> tuple:
     name = f"owsd_ops_{key}"
     build_dir = cache_root() / key
     build_dir.mkdir(parents=True, exist_ok=True)
-    sources = [str(CSRC / s) for s in config["sources"]]
-    log.info("owsd.ops: building/loading %s in %s (cuda=%s)", name, build_dir, with_cuda)
-    _compile(name, sources, str(build_dir), config, with_cuda)
+    lock = PidLock(build_dir / LOCK_FILE, what=f"the owsd.ops build of {name}", stale_after=stale_after())
+    with lock:
+        if lock.took_over is not None:
+            _after_takeover(build_dir)
+        elif (build_dir / TORCH_LOCK_FILE).exists():
+            # every builder of this folder holds our lock, so torch's is a leftover
+            _after_takeover(build_dir)
+        src = _stage_sources(build_dir, config)
+        sources = [str(src / s) for s in config["sources"]]
+        log.info("owsd.ops: building/loading %s in %s (cuda=%s)", name, build_dir, with_cuda)
+        _compile(name, sources, str(build_dir), config, with_cuda)
     return name, str(build_dir), config
 
 
