@@ -68,6 +68,7 @@ def measure_utility(target: "AuditTarget", *, dataset: str, data_dir=None, cloud
     a["plaintext"], ci["plaintext"] = acc(Classifier(**kw).fit(train.flat(), train.labels).predict(test.flat()))
     if has_emb:
         a["embedding_only"], ci["embedding_only"] = acc(Classifier(**kw).fit(etr, train.labels).predict(ete))
+    first: dict = {}  # per output size: the cloud-only model, whose fitted decoder the second model reuses
     for name, use in (("cloud_only", False), ("cloud_plus_embedding", True)):
         if use and not has_emb:
             continue
@@ -75,7 +76,8 @@ def measure_utility(target: "AuditTarget", *, dataset: str, data_dir=None, cloud
         for k in sizes:
             # the scheme's embedding decoder where there is an embedding; raw log-probabilities otherwise
             m = InternalModel(use_embedding=use, decoder="embedding" if has_emb else "none", **kw).fit(
-                truncate_topk(ptr, k), train.labels, etr)
+                truncate_topk(ptr, k), train.labels, etr, decoder_from=first.get(k))
+            first.setdefault(k, m)
             a[name][str(k)], ci[name][str(k)] = acc(m.predict(truncate_topk(pte, k), ete))
     secs["internal"] = time.perf_counter() - t0
     secs["total"] = time.perf_counter() - t_all
