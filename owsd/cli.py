@@ -1,8 +1,9 @@
 """The ``owsd`` command line.
 
 Subcommands of the scheme: ``run`` (the utility pipeline), ``keygen``, ``scramble``.
-Other parts of the toolkit (attacks, audit, benchmarks) add their own subcommands through
-a ``register(subparsers)`` function in the modules listed in :data:`PLUGINS`.  Every
+Other parts of the toolkit (attacks, audit, benchmarks), and any installed package, add their
+own subcommands through a ``register(subparsers)`` function declared as an entry point of the
+group :data:`COMMANDS_GROUP` (``setup.cfg``), so the scheme never names the layers above it.  Every
 subcommand runs under one error policy (:mod:`owsd.errors`): a user error is one line on
 stderr and exit code 2, an internal error exit code 1 with a pointer to ``-v``, Ctrl-C exit
 code 130.
@@ -15,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import argparse
-import importlib
+import importlib.metadata
 import logging
 import sys
 import warnings
@@ -29,8 +30,8 @@ from owsd.errors import EXIT_INTERRUPTED, EXIT_USAGE, OneLineArgumentParser, Usa
 
 log = logging.getLogger("owsd")
 
-PLUGINS = ("attacks.cli", "analysis.cli", "owsd.bench")
-"""Modules that may add subcommands (skipped while they do not exist)."""
+COMMANDS_GROUP = "owsd.commands"
+"""Entry-point group of the ``register(subparsers)`` functions that add subcommands."""
 
 
 def add_key_source(p: argparse.ArgumentParser, *, required: bool = False) -> None:
@@ -180,15 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=_cmd_scramble)
 
-    for mod in PLUGINS:
-        try:
-            m = importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name and mod.startswith(exc.name):
-                continue
-            raise
-        if hasattr(m, "register"):
-            m.register(sub)
+    for ep in sorted(importlib.metadata.entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        ep.load()(sub)
     return p
 
 
