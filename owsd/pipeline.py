@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import io
 import logging
 import platform
 import time
@@ -40,10 +41,11 @@ from owsd.cloud import Cloud, default_cache_dir, make_cloud, truncate_topk
 from owsd.data import ImageDataset, load_splits
 from owsd.encoder import Encoder, make_encoder
 from owsd.internal import DECODERS, Classifier, InternalModel, centered_logits
-from owsd.io import atomic_write_json, load_npz, save_npz
+from owsd.io import atomic_write_bytes, atomic_write_json, load_npz, save_npz
 from owsd.keys import Key, generate_key
 from owsd.presets import get_preset
 from owsd.scrambler import Scrambler
+from owsd.spec import ScramblerSpec
 from owsd.stats import wilson_interval
 
 log = logging.getLogger(__name__)
@@ -83,8 +85,6 @@ def resolve_key(cfg: RunConfig) -> Key:
         return cfg.key
     if cfg.key is not None:
         return Key.load(cfg.key)
-    from owsd.spec import ScramblerSpec
-
     spec = ScramblerSpec.load(cfg.spec) if cfg.spec else get_preset(cfg.preset)
     return generate_key(spec, seed=cfg.seed)
 
@@ -439,9 +439,6 @@ def plot_utility(results: dict, path: Path) -> None:
                  f"(n_train={results['n_train']})", fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    from owsd.io import atomic_write_bytes
-    import io
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
