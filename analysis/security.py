@@ -39,7 +39,10 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Union
 
+from analysis.audit import AuditTarget
 from analysis.report import THRESHOLDS, grade
+from attacks.registry import get_attack
+from attacks.victim import Victim
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +151,6 @@ _VICTIMS: dict[tuple, Any] = {}
 
 
 def _target_key(target: Any, seed: Optional[int]) -> tuple:
-    from analysis.audit import AuditTarget
-
     if isinstance(target, str):
         return ("name", target, seed)
     if isinstance(target, AuditTarget):
@@ -167,16 +168,12 @@ def run_attack(name: str, target: Any = "default", *, seed: int = 0, key_seed: O
     Victims are cached per target and data, grown to the largest sizes asked for, and cut
     down to each attack's own sizes.
     """
-    from analysis.audit import AuditTarget, _sub_victim
-    from attacks.registry import get_attack
-    from attacks.victim import Victim
-
     cls = get_attack(name)
     attack = cls(budget=budget, seed=seed, verbose=verbose, **params)
     if cls.requirements.cloud and cloud is None:
         cloud = "tiny"
     if isinstance(target, Victim):
-        victim = _sub_victim(target, attack.victim_sizes())
+        victim = target.restrict(**attack.victim_sizes())
     else:
         sizes = attack.victim_sizes()
         ck = (_target_key(target, key_seed), dataset, str(data_dir), cloud)
@@ -190,7 +187,7 @@ def run_attack(name: str, target: Any = "default", *, seed: int = 0, key_seed: O
                 cached = t.build_victim(dataset=dataset, data_dir=data_dir, cloud=cloud, **want)
             cached._sizes = want
             _VICTIMS[ck] = cached
-        victim = _sub_victim(cached, sizes)
+        victim = cached.restrict(**sizes)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return attack(victim)

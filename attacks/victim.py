@@ -14,13 +14,16 @@ Example:
     >>> view = v.view(ThreatModel(known_pairs=4, pair_input="embedding"), rng=np.random.default_rng(0))
     >>> view.pairs_inputs.shape, view.key is None, view.oracle_usage()
     ((4, 64), True, {'scramble': 0, 'cloud': 0, 'internal': 0})
+    >>> small = v.restrict(n_private=4)
+    >>> len(small.private), len(small.public), small.private_scrambled().shape[0]
+    (4, 8, 4)
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Hashable, Optional, TypeVar
 
 import numpy as np
 
@@ -36,6 +39,8 @@ from owsd.presets import get_preset
 from owsd.spec import ScramblerSpec
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -165,6 +170,54 @@ class Victim:
             x = self.private_scrambled()
             self._cache["out"] = self.cloud.predict(x, verbose=False)
         return self._cache["out"]
+
+    def precompute_outputs(self, n: Optional[int] = None, *, verbose: bool = False) -> np.ndarray:
+        """The cloud's outputs for the first ``n`` private images (all if ``None``), computed now and kept.
+
+        :meth:`private_outputs` reuses them when they cover every private image, and a
+        :meth:`restrict`-ed victim of at most ``n`` private images inherits their prefix, so an
+        audit pays the cloud once, only for the images its cloud-using attacks look at.
+        """
+        if self.cloud is None:
+            raise ValueError("this victim has no cloud")
+        n = len(self.private) if n is None else min(int(n), len(self.private))
+        if n < 1:
+            raise ValueError(f"precompute_outputs needs at least one image, got n={n}")
+        outs = self.cloud.predict(self.private_scrambled()[:n], verbose=verbose)
+        if n == len(self.private):
+            self._cache["out"] = outs
+        self._cache["out_prefix"] = outs
+        return outs
+
+    def restrict(self, *, n_private: Optional[int] = None, n_public: Optional[int] = None,
+                 n_heldout: Optional[int] = None) -> "Victim":
+        """The same deployment cut to the first ``n_*`` images of each pool (``None``: all of it).
+
+        The channel and cloud are shared; the cached embeddings, scrambled images and cloud
+        outputs of the private images are sliced, not recomputed.  Sizes beyond a pool keep all
+        of it; a victim cut to its own sizes is returned as is.
+        """
+        want = {"private": n_private, "public": n_public, "heldout": n_heldout}
+        n = {pool: len(getattr(self, pool)) if k is None else min(int(k), len(getattr(self, pool)))
+             for pool, k in want.items()}
+        if all(n[pool] == len(getattr(self, pool)) for pool in n):
+            return self
+        cut = lambda ds, k: ImageDataset(ds.name, ds.images[:k], ds.labels[:k], ds.num_classes)  # noqa: E731
+        sub = Victim(dataset=self.dataset, channel=self.channel, private=cut(self.private, n["private"]),
+                     public=cut(self.public, n["public"]), heldout=cut(self.heldout, n["heldout"]), cloud=self.cloud)
+        for k in ("emb", "scr", "out"):
+            if k in self._cache:
+                sub._cache[k] = self._cache[k][:n["private"]]
+        pre = self._cache.get("out_prefix")
+        if "out" not in sub._cache and pre is not None and len(pre) >= n["private"]:
+            sub._cache["out"] = pre[:n["private"]]  # outputs computed for a prefix of the private images
+        return sub
+
+    def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """Ground truth derived from this deployment (a scorer's), computed by ``compute`` once and kept."""
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
 
     def view(self, threat: ThreatModel, *, rng: np.random.Generator) -> AttackerView:
         """The attacker's view under ``threat``; pairs and labels are drawn with ``rng``."""

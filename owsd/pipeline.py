@@ -7,6 +7,8 @@ The internal model decodes the embedding from the outputs first (``RunConfig.dec
 see :mod:`owsd.internal`).
 Cloud outputs are cached on disk by (dataset, encoder, key fingerprint, cloud), in chunks
 written atomically, so a rerun (or an interrupted run) does not pay the cloud again.
+:func:`measure_utility` is the measurement itself, for any channel (the scheme or any
+callable scrambler): ``owsd run`` and the audit (:mod:`analysis.audit.utility`) both call it.
 
 Example:
     >>> import tempfile, warnings
@@ -22,26 +24,29 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import io
 import logging
 import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from owsd.stats import wilson_interval
+from owsd.channel import CallableChannel, Channel, OwsdChannel
 from owsd.cloud import Cloud, default_cache_dir, make_cloud, truncate_topk
 from owsd.data import ImageDataset, load_splits
 from owsd.encoder import Encoder, make_encoder
 from owsd.internal import DECODERS, Classifier, InternalModel, centered_logits
-from owsd.io import atomic_write_json, load_npz, save_npz
+from owsd.io import atomic_write_bytes, atomic_write_json, load_npz, save_npz
 from owsd.keys import Key, generate_key
 from owsd.presets import get_preset
 from owsd.scrambler import Scrambler
+from owsd.spec import ScramblerSpec
+from owsd.stats import wilson_interval
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +85,30 @@ def resolve_key(cfg: RunConfig) -> Key:
         return cfg.key
     if cfg.key is not None:
         return Key.load(cfg.key)
-    from owsd.spec import ScramblerSpec
-
     spec = ScramblerSpec.load(cfg.spec) if cfg.spec else get_preset(cfg.preset)
     return generate_key(spec, seed=cfg.seed)
+
+
+def scramble_and_query(scrambler: Scrambler, cloud: Cloud, embeddings: np.ndarray, *,
+                       batch_size: int = 64) -> tuple[np.ndarray, float, float]:
+    """Scramble ``embeddings`` batch by batch and send each batch to the cloud (float32 images).
+
+    Returns ``(probabilities (N, K), scramble seconds, cloud seconds)``.  Cached and uncached
+    measurements both scramble this way, with a fresh scrambler per split, so they agree to the
+    bit: the scrambler's path, and so its last-bit rounding, depends on the batch and on how many
+    images it has seen (:meth:`owsd.scrambler.Scrambler.uses_collapse`; a cache chunk recomputed
+    after an interruption is scrambled by a scrambler that has not seen the chunks before it).
+    """
+    probs, t_s, t_c = [], 0.0, 0.0
+    for s in range(0, len(embeddings), batch_size):
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            img = scrambler(torch.from_numpy(embeddings[s:s + batch_size]).to(scrambler.device))
+        t1 = time.perf_counter()
+        probs.append(cloud.predict(img.cpu(), batch_size=batch_size, verbose=False))
+        t_s += t1 - t0
+        t_c += time.perf_counter() - t1
+    return np.concatenate(probs), t_s, t_c
 
 
 class CloudOutputCache:
@@ -115,17 +140,7 @@ class CloudOutputCache:
                         continue
                 except (ValueError, KeyError):
                     log.warning("recomputing unreadable cache chunk %s", path)
-            probs, t_s, t_c = [], 0.0, 0.0
-            e = embeddings[start:stop]
-            for s in range(0, len(e), batch_size):
-                t0 = time.perf_counter()
-                with torch.no_grad():
-                    img = scrambler(torch.from_numpy(e[s:s + batch_size]).to(scrambler.device))
-                t1 = time.perf_counter()
-                probs.append(cloud.predict(img.cpu(), batch_size=batch_size, verbose=False))
-                t_s += t1 - t0
-                t_c += time.perf_counter() - t1
-            p = np.concatenate(probs)
+            p, t_s, t_c = scramble_and_query(scrambler, cloud, embeddings[start:stop], batch_size=batch_size)
             save_npz(path, probs=p, scramble_s=np.float64(t_s), cloud_s=np.float64(t_c))
             parts.append(p)
             secs["scramble"] += t_s
@@ -160,10 +175,166 @@ def cloud_outputs(split: str, ds: ImageDataset, encoder: Encoder, key: Key, clou
         Scrambler(key, device=device), cloud, e, batch_size=batch_size, verbose=verbose)
 
 
-def _accuracy(clf_pred: np.ndarray, labels: np.ndarray) -> dict:
-    correct = int((clf_pred == labels).sum())
-    lo, hi = wilson_interval(correct, len(labels))
-    return {"accuracy": correct / len(labels), "ci95": [lo, hi]}
+@dataclass(frozen=True)
+class UtilityMeasurement:
+    """What :func:`measure_utility` measured: accuracies with Wilson 95% CIs, decoder fit, timings.
+
+    ``accuracy`` / ``accuracy_ci95`` hold ``plaintext``, ``embedding_only`` (a channel with an
+    embedding), ``cloud_only`` and ``cloud_plus_embedding`` (with an embedding), the last two
+    per output size (``"10"``, ``"1000"``, ...).  ``decoder_test_r2``: per output size, the
+    test-set R^2 of the cloud-only model's decoded embeddings (averaged over dimensions;
+    ``decoder="embedding"`` only).  ``seconds``: ``embed``, ``scramble``, ``cloud``,
+    ``baselines`` (plaintext and embedding-only models), ``internal``, ``total``.
+    """
+
+    n_train: int
+    n_test: int
+    num_classes: int
+    output_sizes: tuple[int, ...]
+    decoder: str
+    transmitted: str
+    accuracy: dict
+    accuracy_ci95: dict
+    decoder_test_r2: dict[str, float]
+    seconds: dict[str, float]
+
+    @property
+    def chance(self) -> float:
+        return 1.0 / self.num_classes
+
+
+def utility_split(dataset: str, data_dir: Optional[str | Path] = None, *, n_train: Optional[int] = None,
+                  n_test: Optional[int] = None) -> tuple[ImageDataset, ImageDataset]:
+    """The train and test images of a utility measurement: seeded random subsets (all if ``None``)."""
+    rng = np.random.default_rng(0)
+    train, test = load_splits(dataset, data_dir)
+    return train.subset(n_train, rng=rng), test.subset(n_test, rng=rng)
+
+
+def _output_sizes(output_sizes: Sequence[int], cloud: Cloud) -> tuple[int, ...]:
+    """The distinct output sizes, sorted; each must lie within the cloud's outputs."""
+    sizes = tuple(sorted({int(k) for k in output_sizes}))
+    if not sizes or sizes[0] < 1 or sizes[-1] > cloud.num_outputs:
+        raise ValueError(f"output sizes must lie in [1, {cloud.num_outputs}], got {tuple(output_sizes)}")
+    return sizes
+
+
+def _check_decoder_data(decoder: str, n_train: int) -> None:
+    if decoder == "embedding" and n_train < MIN_DECODER_TRAIN:
+        raise ValueError(f"the embedding decoder needs at least {MIN_DECODER_TRAIN} training images, "
+                         f"got {n_train} (or use decoder='none')")
+
+
+def _score(pred: np.ndarray, labels: np.ndarray) -> tuple[float, list[float]]:
+    correct = int((pred == labels).sum())
+    return correct / len(labels), list(wilson_interval(correct, len(labels)))
+
+
+def _outputs(ch: Channel, cloud: Cloud, train: ImageDataset, test: ImageDataset, etr, ete, *,
+             cache_dir: Optional[str | Path], batch_size: int, device: str,
+             verbose: bool) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """The cloud's outputs for both splits as the channel sends them, and the seconds spent.
+
+    The scheme sending float32 (an :class:`OwsdChannel`): each split's embeddings scrambled by a
+    fresh scrambler (:func:`scramble_and_query`), through the on-disk cache with ``cache_dir``;
+    any other channel: its own :meth:`~owsd.channel.Channel.scramble_images`.
+    """
+    if isinstance(ch, OwsdChannel) and not ch.transmit_uint8:
+        if cache_dir is not None:
+            q = dict(cache_dir=cache_dir, device=device, batch_size=batch_size, verbose=verbose)
+            ptr, s_tr = cloud_outputs("train", train, ch.encoder, ch.key, cloud, embeddings=etr, **q)
+            pte, s_te = cloud_outputs("test", test, ch.encoder, ch.key, cloud, embeddings=ete, **q)
+            return ptr, pte, {k: s_tr[k] + s_te[k] for k in ("scramble", "cloud")}
+        ptr, s_tr, c_tr = scramble_and_query(Scrambler(ch.key, device=device), cloud, etr, batch_size=batch_size)
+        pte, s_te, c_te = scramble_and_query(Scrambler(ch.key, device=device), cloud, ete, batch_size=batch_size)
+        return ptr, pte, {"scramble": s_tr + s_te, "cloud": c_tr + c_te}
+    if cache_dir is not None:
+        raise ValueError(f"cache_dir caches the float32 outputs of an OwsdChannel; channel {ch.name!r} is not one")
+    t0 = time.perf_counter()
+    str_, ste = ch.scramble_images(train.images), ch.scramble_images(test.images)
+    t1 = time.perf_counter()
+    ptr = cloud.predict(str_, batch_size=batch_size, verbose=verbose)
+    pte = cloud.predict(ste, batch_size=batch_size, verbose=verbose)
+    return ptr, pte, {"scramble": t1 - t0, "cloud": time.perf_counter() - t1}
+
+
+def measure_utility(*, train: ImageDataset, test: ImageDataset, channel: Channel | Callable, cloud: Cloud,
+                    output_sizes: Sequence[int] = (10, 100, 1000), classifier: str = "mlp", epochs: int = 30,
+                    decoder: str = "embedding", device: str = "cpu", cache_dir: Optional[str | Path] = None,
+                    batch_size: int = 64, verbose: bool = False) -> UtilityMeasurement:
+    """The scheme's utility: accuracy of the internal model from the cloud's output (``owsd run``, the audit).
+
+    ``channel`` is a :class:`~owsd.channel.Channel` (the scheme: an
+    :class:`~owsd.channel.OwsdChannel`, its encoder already fitted) or any callable scrambler
+    (float images ``(N, C, H, W)`` in [0, 1] to images in [0, 1]).  The internal model
+    (:class:`~owsd.internal.InternalModel` with ``decoder``; both models of an output size
+    share one decoder fit) learns the label from the cloud's output top-k truncated to each
+    of ``output_sizes``, alone and, for a channel with an embedding, with it; baselines: a
+    plaintext model of the same capacity and the embedding alone.  The scheme's images are
+    scrambled from the embeddings in batches of ``batch_size`` (cloud outputs cached on disk
+    under ``cache_dir`` if given: :func:`cloud_outputs`); any other channel scrambles the
+    images as it sends them.
+
+    Example:
+        >>> import torch.nn.functional as F
+        >>> train, test = utility_split("digits", n_train=100, n_test=50)
+        >>> grey_224 = lambda x: F.interpolate(x.expand(-1, 3, -1, -1), size=(224, 224))
+        >>> m = measure_utility(train=train, test=test, channel=grey_224, cloud=make_cloud("tiny"),
+        ...                     output_sizes=(10,), epochs=2, decoder="none")
+        >>> sorted(m.accuracy), m.transmitted, len(m.accuracy_ci95["cloud_only"]["10"])
+        (['cloud_only', 'plaintext'], 'uint8', 2)
+    """
+    t_all = time.perf_counter()
+    ch = channel if isinstance(channel, Channel) else CallableChannel(
+        channel, name=getattr(channel, "__name__", "scrambler"))
+    sizes = _output_sizes(output_sizes, cloud)
+    has_emb = hasattr(ch, "embed")
+    if decoder not in DECODERS or (decoder == "embedding" and not has_emb):
+        raise ValueError(f"decoder must be one of {DECODERS} ('embedding' needs a channel with an embedding), "
+                         f"got {decoder!r} for channel {ch.name!r}")
+    _check_decoder_data(decoder, len(train))
+    secs: dict[str, float] = {}
+    t0 = time.perf_counter()
+    etr = ch.embed(train.images) if has_emb else None
+    ete = ch.embed(test.images) if has_emb else None
+    secs["embed"] = time.perf_counter() - t0
+    ptr, pte, s = _outputs(ch, cloud, train, test, etr, ete, cache_dir=cache_dir, batch_size=batch_size,
+                           device=device, verbose=verbose)
+    secs.update(s)
+
+    kw = dict(kind=classifier, epochs=epochs, device=device, verbose=verbose)
+    t0 = time.perf_counter()
+    a: dict = {}
+    ci: dict = {}
+    a["plaintext"], ci["plaintext"] = _score(
+        Classifier(**kw).fit(train.flat(), train.labels).predict(test.flat()), test.labels)
+    if has_emb:
+        a["embedding_only"], ci["embedding_only"] = _score(
+            Classifier(**kw).fit(etr, train.labels).predict(ete), test.labels)
+    names = ("cloud_only", "cloud_plus_embedding") if has_emb else ("cloud_only",)
+    for name in names:
+        a[name], ci[name] = {}, {}
+    r2: dict[str, float] = {}
+    t_internal = 0.0
+    for k in sizes:
+        qtr, qte = truncate_topk(ptr, k), truncate_topk(pte, k)
+        first = None  # both models read the same outputs: the decoder is fitted once (and logged once)
+        for name in names:
+            t1 = time.perf_counter()
+            m = InternalModel(use_embedding=name == "cloud_plus_embedding", decoder=decoder, **kw).fit(
+                qtr, train.labels, etr, decoder_from=first)
+            first = first or m
+            t_internal += time.perf_counter() - t1
+            a[name][str(k)], ci[name][str(k)] = _score(m.predict(qte, ete), test.labels)
+            if decoder == "embedding" and name == "cloud_only":
+                r2[str(k)] = float(m.embedding_decoder.r2(centered_logits(qte), ete).mean())
+    secs["baselines"] = time.perf_counter() - t0 - t_internal
+    secs["internal"] = t_internal
+    secs["total"] = time.perf_counter() - t_all
+    return UtilityMeasurement(n_train=len(train), n_test=len(test), num_classes=train.num_classes,
+                              output_sizes=sizes, decoder=decoder,
+                              transmitted="uint8" if ch.transmit_uint8 else "float32", accuracy=a,
+                              accuracy_ci95=ci, decoder_test_r2=r2, seconds=secs)
 
 
 def check_config(cfg: RunConfig) -> None:
@@ -186,70 +357,37 @@ def run_pipeline(cfg: RunConfig) -> dict:
     check_config(cfg)
     out = Path(cfg.out)
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
-    rng = np.random.default_rng(0)
-    train, test = load_splits(cfg.dataset, cfg.data_dir)
-    train, test = train.subset(cfg.n_train, rng=rng), test.subset(cfg.n_test, rng=rng)
+    train, test = utility_split(cfg.dataset, cfg.data_dir, n_train=cfg.n_train, n_test=cfg.n_test)
     key = resolve_key(cfg)
     spec = key.spec
     cloud = make_cloud(cfg.cloud)
     if spec.output_shape() != (3, *cloud.input_size):
         raise ValueError(f"the key's scrambler makes {spec.output_shape()} images but cloud {cloud.name!r} "
                          f"expects (3, {cloud.input_size[0]}, {cloud.input_size[1]})")
-    sizes = tuple(sorted(set(int(k) for k in cfg.output_sizes)))
-    if not sizes or sizes[0] < 1 or sizes[-1] > cloud.num_outputs:
-        raise ValueError(f"output sizes must lie in [1, {cloud.num_outputs}], got {cfg.output_sizes}")
-    if cfg.decoder == "embedding" and len(train) < MIN_DECODER_TRAIN:
-        raise ValueError(f"the embedding decoder needs at least {MIN_DECODER_TRAIN} training images, "
-                         f"got {len(train)} (or use decoder='none')")
+    sizes = _output_sizes(cfg.output_sizes, cloud)
+    _check_decoder_data(cfg.decoder, len(train))  # before the encoder is fitted and the cloud paid
     out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be usable
     log.info("run: %s (%d train, %d test), cloud %s, key %s", cfg.dataset, len(train), len(test),
              cloud.name, key.fingerprint)
-    seconds: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    xtr, xte = train.flat(), test.flat()
     enc_kwargs = {"verbose": cfg.verbose, "device": cfg.device} if cfg.encoder == "autoencoder" else {}
-    encoder = make_encoder(cfg.encoder, spec.embedding_dim, **enc_kwargs).fit(xtr)
-    etr, ete = encoder.encode(xtr), encoder.encode(xte)
-    seconds["encode"] = time.perf_counter() - t0
+    encoder = make_encoder(cfg.encoder, spec.embedding_dim, **enc_kwargs).fit(train.flat())
+    t_fit = time.perf_counter() - t0
     encoder.save(out / "encoder.npz")
-
-    query = dict(cache_dir=cache_root, device=cfg.device, batch_size=cfg.batch_size, verbose=cfg.verbose)
-    ptr, s_tr = cloud_outputs("train", train, encoder, key, cloud, embeddings=etr, **query)
-    pte, s_te = cloud_outputs("test", test, encoder, key, cloud, embeddings=ete, **query)
-    seconds["scramble"] = s_tr["scramble"] + s_te["scramble"]
-    seconds["cloud"] = s_tr["cloud"] + s_te["cloud"]
-
-    clf_kw = dict(kind=cfg.classifier, epochs=cfg.epochs, device=cfg.device, verbose=cfg.verbose)
-    acc: dict = {"cloud_only": {}, "cloud_plus_embedding": {}}
-    t0 = time.perf_counter()
-    acc["plaintext"] = _accuracy(Classifier(**clf_kw).fit(xtr, train.labels).predict(xte), test.labels)
-    acc["embedding_only"] = _accuracy(Classifier(**clf_kw).fit(etr, train.labels).predict(ete), test.labels)
-    t_internal = 0.0
-    decoder_r2: dict[str, float] = {}
-    for k in sizes:
-        qtr, qte = truncate_topk(ptr, k), truncate_topk(pte, k)
-        first = None  # both models read the same outputs: the decoder is fitted once (and logged once)
-        for name, use_emb in (("cloud_only", False), ("cloud_plus_embedding", True)):
-            t1 = time.perf_counter()
-            m = InternalModel(use_embedding=use_emb, decoder=cfg.decoder, **clf_kw).fit(
-                qtr, train.labels, etr, decoder_from=first)
-            first = first or m
-            t_internal += time.perf_counter() - t1
-            acc[name][str(k)] = _accuracy(m.predict(qte, ete), test.labels)
-            if cfg.decoder == "embedding" and not use_emb:
-                decoder_r2[str(k)] = float(m.embedding_decoder.r2(centered_logits(qte), ete).mean())
-    seconds["internal"] = t_internal
-    seconds["baselines"] = time.perf_counter() - t0 - t_internal
+    m = measure_utility(train=train, test=test, channel=OwsdChannel(key, encoder, device=cfg.device), cloud=cloud,
+                        output_sizes=sizes, classifier=cfg.classifier, epochs=cfg.epochs, decoder=cfg.decoder,
+                        device=cfg.device, cache_dir=cache_root, batch_size=cfg.batch_size, verbose=cfg.verbose)
+    seconds = {"encode": t_fit + m.seconds["embed"], "scramble": m.seconds["scramble"], "cloud": m.seconds["cloud"],
+               "internal": m.seconds["internal"], "baselines": m.seconds["baselines"]}
     n_all = len(train) + len(test)
-
     results = {
         "dataset": cfg.dataset,
         "cloud": cloud.name,
         "n_train": len(train),
         "n_test": len(test),
         "num_classes": train.num_classes,
-        "chance": 1.0 / train.num_classes,
+        "chance": m.chance,
         "key_fingerprint": key.fingerprint,
         "key_seeded": key.seeded,
         "spec": spec.to_dict(),
@@ -257,24 +395,15 @@ def run_pipeline(cfg: RunConfig) -> dict:
         "classifier": {"kind": cfg.classifier, "epochs": cfg.epochs},
         # the internal model's decoder and, for cloud-only, the test-set R^2 of its decoded
         # embeddings (per embedding dimension, then averaged)
-        "internal": {"decoder": cfg.decoder, "decoder_test_r2": decoder_r2},
+        "internal": {"decoder": cfg.decoder, "decoder_test_r2": m.decoder_test_r2},
         "output_sizes": list(sizes),
-        "accuracy": {
-            "plaintext": acc["plaintext"]["accuracy"],
-            "embedding_only": acc["embedding_only"]["accuracy"],
-            "cloud_only": {k: v["accuracy"] for k, v in acc["cloud_only"].items()},
-            "cloud_plus_embedding": {k: v["accuracy"] for k, v in acc["cloud_plus_embedding"].items()},
-        },
-        "accuracy_ci95": {
-            "plaintext": acc["plaintext"]["ci95"],
-            "embedding_only": acc["embedding_only"]["ci95"],
-            "cloud_only": {k: v["ci95"] for k, v in acc["cloud_only"].items()},
-            "cloud_plus_embedding": {k: v["ci95"] for k, v in acc["cloud_plus_embedding"].items()},
-        },
+        "accuracy": m.accuracy,
+        "accuracy_ci95": m.accuracy_ci95,
         "seconds": seconds,
         "seconds_per_image": {"encode": seconds["encode"] / n_all, "scramble": seconds["scramble"] / n_all,
                               "cloud": seconds["cloud"] / n_all,
                               "internal_train": seconds["internal"] / max(1, 2 * len(sizes) * len(train))},
+        # machine capture: to be replaced by the shared provenance module (owsd/provenance.py) when it lands
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "torch": torch.__version__, "threads": torch.get_num_threads()},
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -310,9 +439,6 @@ def plot_utility(results: dict, path: Path) -> None:
                  f"(n_train={results['n_train']})", fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    from owsd.io import atomic_write_bytes
-    import io
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from analysis import audit as audit_mod
+from analysis.audit import runner as audit_runner
 from analysis.audit import AuditConfig, AuditError, AuditTarget, plan_jobs, run_audit
 from analysis.compare import compare, rank_rows
 from analysis.report import THRESHOLDS, adjust_pvalues, advantage, grade, load_report
@@ -106,7 +107,7 @@ def test_rerun_resumes_without_rerunning_finished_attacks(linear_audit, linear_k
 
     def boom(attack, victim):
         raise AssertionError(f"{attack.name} was rerun")
-    monkeypatch.setattr(audit_mod, "_execute", boom)
+    monkeypatch.setattr(audit_runner, "_execute", boom)
     rep = run_audit(AuditTarget.from_key_file(path), AuditConfig(out=linear_audit, only=CHEAP, verbose=False))
     assert [(e["job"], e["verdict"]) for e in rep["attacks"]] == [(e["job"], e["verdict"]) for e in before["attacks"]]
 
@@ -115,7 +116,7 @@ def test_interrupted_audit_resumes_from_what_is_done(tmp_path, monkeypatch):
     only = ("key-ciphertext-only", "leak-membership-loss")
     target = AuditTarget.from_preset("linear", seed=3)
     cfg = AuditConfig(out=tmp_path / "run", only=only, utility=False, verbose=False, threads=1)
-    real = audit_mod._execute
+    real = audit_runner._execute
     calls: list[str] = []
 
     def interrupt_second(attack, victim):
@@ -123,7 +124,7 @@ def test_interrupted_audit_resumes_from_what_is_done(tmp_path, monkeypatch):
         if len(calls) == 2:
             raise KeyboardInterrupt
         return real(attack, victim)
-    monkeypatch.setattr(audit_mod, "_execute", interrupt_second)
+    monkeypatch.setattr(audit_runner, "_execute", interrupt_second)
     with pytest.raises(KeyboardInterrupt):
         run_audit(target, cfg)
     first = calls[0]
@@ -136,7 +137,7 @@ def test_interrupted_audit_resumes_from_what_is_done(tmp_path, monkeypatch):
     def count(attack, victim):
         rerun.append(attack.name)
         return real(attack, victim)
-    monkeypatch.setattr(audit_mod, "_execute", count)
+    monkeypatch.setattr(audit_runner, "_execute", count)
     rep = run_audit(target, cfg)
     assert rerun == [calls[1]]  # only what was not done
     assert {e["attack"] for e in rep["attacks"]} == set(only)

@@ -69,8 +69,10 @@ def _random_key(spec, rng: np.random.Generator) -> Key:
 
 def victim_truth(victim: Victim) -> dict:
     """Held-out inputs and the victim's true float scrambling of them (cached on the victim)."""
-    if "key_truth" in victim._cache:
-        return victim._cache["key_truth"]
+    return victim.memo("key_truth", lambda: _victim_truth(victim))
+
+
+def _victim_truth(victim: Victim) -> dict:
     images = victim.heldout.images
     emb = None
     if victim.has_embeddings:
@@ -82,9 +84,7 @@ def victim_truth(victim: Victim) -> dict:
     f = np.asarray(f, np.float32)
     quantized = getattr(victim.channel, "transmit_uint8", True)  # score on what the channel sends
     sent = np.round(f.astype(np.float64) * 255).astype(np.uint8) if quantized else f
-    truth = {"images": images, "embeddings": emb, "float": f, "sent": sent}
-    victim._cache["key_truth"] = truth
-    return truth
+    return {"images": images, "embeddings": emb, "float": f, "sent": sent}
 
 
 def _relative_errors(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

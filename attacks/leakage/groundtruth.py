@@ -152,9 +152,10 @@ def internal_model_for(victim: Victim, *, seed: int = 0) -> tuple[InternalModel,
     without an embedding, such as the plaintext and pixel-scrambler controls).
     """
     mode = getattr(victim, "leak_internal_training", "members")
-    ck = ("leak-internal", mode, seed)
-    if ck in victim._cache:
-        return victim._cache[ck]
+    return victim.memo(("leak-internal", mode, seed), lambda: _fit_internal_model(victim, mode, seed))
+
+
+def _fit_internal_model(victim: Victim, mode: str, seed: int) -> tuple[InternalModel, np.ndarray, np.ndarray]:
     if victim.cloud is None:
         raise ValueError("membership inference on the internal model needs a victim with a cloud")
     n = len(victim.private)
@@ -173,8 +174,7 @@ def internal_model_for(victim: Victim, *, seed: int = 0) -> tuple[InternalModel,
         model.fit(out, victim.heldout.labels, emb)
     else:
         raise ValueError(f"unknown internal-model training mode {mode!r}")
-    victim._cache[ck] = (model, member, evaluable)
-    return victim._cache[ck]
+    return model, member, evaluable
 
 
 class InternalOracle:

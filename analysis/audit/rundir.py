@@ -1,0 +1,148 @@
+"""The run directory of an audit and its resume markers.
+
+::
+
+    OUT/audit.json                 the manifest: what is audited (spec, fingerprint; never the secret)
+    OUT/utility/utility.json, done the scheme's utility, then its done marker
+    OUT/attacks/<job>/status.json, done   a job's status (ok / n/a / error), then its done marker
+
+Every file is written atomically (:mod:`owsd.io`: temp file + rename) and a ``done`` marker
+last, so a folder with its marker is complete; a rerun skips it.  A run directory remembers
+its kernel: :func:`check_run_dir` refuses one of another key, spec, dataset, cloud, budget or seed.
+
+Example:
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     finish_job(Path(d) / "attacks" / "a", {"status": "n/a", "reason": "no cloud"})
+    ...     load_job(Path(d) / "attacks" / "a")["reason"], load_job(Path(d) / "attacks" / "b")
+    ('no cloud', None)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import platform
+import shutil
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from analysis.audit.config import AuditConfig
+from analysis.audit.errors import AuditError
+from analysis.audit.plan import Job
+from analysis.audit.target import AuditTarget
+from owsd import __version__ as TOOLKIT_VERSION
+from owsd.io import atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+RUN_FORMAT = "owsd-audit-run"
+RUN_VERSION = 1
+#: manifest fields that must match for a run directory to be resumed
+SAME_KERNEL = ("target.fingerprint", "target.spec", "dataset", "cloud", "budget", "seed")
+
+
+def machine() -> dict:
+    """The machine the audit runs on (recorded in the manifest).
+
+    Note: a shared provenance module (``owsd/provenance.py``: machine, versions, date,
+    command) is being added beside this package; this function should then defer to it.
+    """
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "summary": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"}
+
+
+def manifest(target: AuditTarget, cfg: AuditConfig, jobs: Sequence[Job], sizes: dict) -> dict:
+    """``audit.json``: the target's public description, the data, cloud, budget, seed and jobs."""
+    m = {"format": RUN_FORMAT, "version": RUN_VERSION, "target": target.describe(),
+         "dataset": {"name": cfg.dataset, "data_dir": str(cfg.data_dir) if cfg.data_dir else None},
+         "cloud": cfg.cloud, "budget": cfg.budget, "seed": cfg.seed, "victim_sizes": sizes,
+         "jobs": [dataclasses.asdict(j) for j in jobs], "command": cfg.command, "machine": machine(),
+         "toolkit_version": str(TOOLKIT_VERSION)}
+    return json.loads(json.dumps(m, default=str))  # tuples -> lists, as read back
+
+
+def open_run_dir(out: Path, manifest: dict, *, restart: bool = False) -> None:
+    """Create (or resume) ``out`` for ``manifest``; ``restart`` discards a previous audit there first."""
+    if restart and (out / "audit.json").exists():
+        log.info("restart: removing the previous audit in %s", out)
+        shutil.rmtree(out)
+    check_run_dir(out, manifest)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "audit.json", manifest)
+
+
+def check_run_dir(out: Path, manifest: dict) -> None:
+    """Refuse ``out`` if it holds something else, or an audit of another kernel or setting."""
+    path = out / "audit.json"
+    if not path.exists():
+        if out.exists() and any(out.iterdir()):
+            raise AuditError(f"{out} exists and is not an audit run directory; choose another --out")
+        return
+    try:
+        old = json.loads(path.read_text())
+    except (json.JSONDecodeError, OSError) as exc:
+        raise AuditError(f"{path} is corrupt ({exc}); remove the folder or choose another --out") from None
+    for k in SAME_KERNEL:
+        a, b = old, manifest
+        for part in k.split("."):
+            a, b = (a or {}).get(part), (b or {}).get(part)
+        if a != b:
+            hint = (" (a --spec or --preset without --seed draws a fresh key each time: pass --key or --seed "
+                    "to resume)" if k.startswith("target") else "")
+            raise AuditError(f"{out} holds an audit with another {k} ({a!r}, asked {b!r}); use another --out "
+                             f"or pass --restart{hint}")
+
+
+def job_dir(out: Path, job_id: str) -> Path:
+    return out / "attacks" / job_id
+
+
+def load_job(d: Path) -> Optional[dict]:
+    """A finished job's status and result, or ``None`` if it is not done."""
+    if not (d / "done").is_file():
+        return None
+    try:
+        status = json.loads((d / "status.json").read_text())
+        if status["status"] == "ok":
+            status["result"] = json.loads((d / "result.json").read_text())
+        return status
+    except (OSError, json.JSONDecodeError, KeyError) as exc:
+        log.warning("%s: unreadable finished job (%s); it is rerun", d, exc)
+        return None
+
+
+def write_status(d: Path, status: dict) -> None:
+    """A job's ``status.json`` without its done marker (an error: the job is rerun next time)."""
+    atomic_write_json(d / "status.json", status)
+
+
+def mark_done(d: Path) -> None:
+    """The ``done`` marker, written last."""
+    atomic_write_text(d / "done", "done\n")
+
+
+def finish_job(d: Path, status: dict) -> None:
+    """A finished job's ``status.json``, then its done marker."""
+    write_status(d, status)
+    mark_done(d)
+
+
+def utility_dir(out: Path) -> Path:
+    return out / "utility"
+
+
+def load_utility(out: Path) -> Optional[dict]:
+    """The utility measured by a previous run of this audit, or ``None``."""
+    d = utility_dir(out)
+    if (d / "done").is_file():
+        try:
+            return json.loads((d / "utility.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            log.warning("unreadable utility.json; measuring again")
+    return None

@@ -1,0 +1,187 @@
+"""Running an audit's work: the utility measurement, the shared victim, each job and its applicability.
+
+One victim deployment serves every job, cut down to each attack's declared sizes
+(:meth:`attacks.victim.Victim.restrict`); the cloud's outputs are paid once, for as many
+private images as the largest cloud-using job looks at
+(:meth:`~attacks.victim.Victim.precompute_outputs`).  A job whose requirements or threat
+model the target cannot meet is ``n/a`` with the reason; a crash is ``error`` (rerun next
+time); every other job writes its result, figures and done marker.
+
+Example:
+    >>> with threads(1):
+    ...     torch.get_num_threads()
+    1
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
+
+import torch
+from threadpoolctl import threadpool_limits
+
+from analysis.audit import rundir
+from analysis.audit.config import AuditConfig
+from analysis.audit.plan import Job
+from analysis.audit.target import AuditTarget
+from analysis.audit.utility import UTILITY_BUDGETS, measure_utility
+from analysis.figures import attack_figures
+from attacks.base import Attack, AttackResult, RequirementError
+from attacks.victim import Victim
+from owsd.cloud import Cloud, make_cloud
+from owsd.io import atomic_write_json
+from owsd.pipeline import plot_utility
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def threads(n: Optional[int]) -> Iterator[None]:
+    """torch and BLAS limited to ``n`` threads inside the block (``None``: left as they are)."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(n):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def make_audit_cloud(cfg: AuditConfig) -> Optional[Cloud]:
+    """The one cloud the audit's utility measurement and victim share (``None`` without a cloud)."""
+    if not cfg.cloud:
+        return None
+    kw = {"threads": cfg.threads} if cfg.cloud == "efficientnet-lite0" and cfg.threads else {}
+    return make_cloud(cfg.cloud, **kw)
+
+
+def run_utility(target: AuditTarget, cfg: AuditConfig, out: Path, notes: list[str], *,
+                cloud: Optional[Cloud] = None) -> Optional[dict]:
+    """The scheme's utility, measured once per run directory (``utility/``, done marker last)."""
+    done = rundir.load_utility(out)
+    if done is not None:
+        return done
+    log.info("measuring the scheme's utility (%s budget)", cfg.budget)
+    try:
+        u = measure_utility(target, dataset=cfg.dataset, data_dir=cfg.data_dir, cloud=cloud or cfg.cloud,
+                            device=cfg.device, verbose=False, **UTILITY_BUDGETS[cfg.budget])
+    except (ValueError, TypeError, RuntimeError) as exc:
+        log.warning("utility measurement failed: %s", exc)
+        notes.append(f"utility measurement failed: {exc}")
+        return {"error": str(exc)}
+    d = rundir.utility_dir(out)
+    atomic_write_json(d / "utility.json", u)
+    if "embedding_only" in u["accuracy"]:
+        try:
+            plot_utility(u, d / "utility.png")
+        except Exception as exc:  # a figure must never sink an audit
+            log.info("utility figure skipped: %s", exc)
+    rundir.mark_done(d)
+    return u
+
+
+def build_victim(target: AuditTarget, cfg: AuditConfig, sizes: dict, pending: Sequence[Job], *,
+                 cloud: Optional[Cloud] = None) -> Victim:
+    """The victim every pending job is cut from, its scrambled images and needed cloud outputs computed."""
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        victim = target.build_victim(dataset=cfg.dataset, data_dir=cfg.data_dir, cloud=cloud or cfg.cloud,
+                                     device=cfg.device, split_seed=cfg.seed, **sizes)
+    victim.private_scrambled()
+    n_cloud = 0  # cloud outputs are paid only for the private images that cloud attacks look at
+    for j in pending:
+        a = j.make(cfg.budget, cfg.seed, cfg.device, False)
+        if a.requirements.cloud or a.threat_model().cloud_outputs:
+            n_cloud = max(n_cloud, int(a.victim_sizes().get("n_private", len(victim.private))))
+    if n_cloud and victim.cloud is not None:
+        try:
+            victim.precompute_outputs(n_cloud, verbose=cfg.verbose)
+        except (ValueError, TypeError) as exc:  # the attacks that need it will report it
+            log.warning("cloud outputs of the victim's images failed: %s", exc)
+    log.info("victim %s built in %.1f s (%s)", victim.channel.name, time.perf_counter() - t0, sizes)
+    return victim
+
+
+def _execute(attack: Attack, victim: Victim) -> AttackResult:
+    """Run one attack (a seam for tests that simulate interruptions)."""
+    return attack(victim)
+
+
+def not_applicable(attack: Attack, victim: Victim) -> Optional[str]:
+    """Why ``attack`` cannot run on ``victim`` (requirements or threat model), or ``None``."""
+    try:
+        attack.check_requirements(victim)
+    except RequirementError as exc:
+        return str(exc)
+    tm = attack.threat_model()
+    if attack.family == "key-estimation" and victim.spec is None:
+        return (f"{attack.name}: key estimation fits a key of the public scrambler spec; the target "
+                f"{victim.channel.name!r} has no spec")
+    if (tm.known_pairs or tm.chosen_queries) and tm.pair_input == "embedding" and not victim.has_embeddings:
+        return (f"{attack.name}: its threat model gives (embedding, scrambled) pairs or queries; "
+                f"the target {victim.channel.name!r} has no embeddings")
+    if (tm.cloud_outputs or tm.queried_model == "cloud") and victim.cloud is None:
+        return f"{attack.name}: its threat model gives cloud outputs or cloud queries; the audit has no cloud"
+    return too_small(attack, victim)
+
+
+def too_small(attack: Attack, victim: Victim) -> Optional[str]:
+    """Why the victim's data cannot grant ``attack``'s threat model at its budget (``None`` if it can)."""
+    tm, have = attack.threat_model(), {"private": len(victim.private), "public": len(victim.public)}
+    for need, pool, what in ((tm.known_pairs, "private", "known pairs"), (tm.auxiliary_size, "public", "auxiliary")):
+        if need > have[pool]:
+            return (f"{attack.name}: its threat model at this budget needs {need} {what} images; the victim's "
+                    f"{victim.dataset} {pool} pool has {have[pool]} (use a larger dataset)")
+    return None
+
+
+def run_job(job: Job, victim: Victim, cfg: AuditConfig, d: Path) -> dict:
+    """Run one job into its folder; return its status (``done`` marker written unless it errors)."""
+    attack = job.make(cfg.budget, cfg.seed, cfg.device, cfg.verbose)
+    sub = victim.restrict(**attack.victim_sizes())
+    reason = not_applicable(attack, sub)
+    base: dict[str, Any] = {
+        "job": job.id, "attack": job.attack, "params_override": job.params, "role": job.role,
+        "family": attack.family, "finding": attack.finding, "declared_sizes": attack.victim_sizes(),
+        "threat_model": attack.threat_model().to_dict(), "threat_model_text": attack.threat_model().describe(),
+        "requirements": attack.requirements.to_dict(), "seed": cfg.seed}
+    if reason is None:
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                result = _execute(attack, sub)
+        except RequirementError as exc:
+            reason = str(exc)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # one attack's crash must not sink the audit; it is rerun next time
+            log.error("%s failed: %s: %s", job.id, type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            st = {**base, "status": "error", "reason": f"{type(exc).__name__}: {exc}",
+                  "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
+            rundir.write_status(d, st)
+            return st
+        else:
+            d.mkdir(parents=True, exist_ok=True)
+            result.save(d)
+            figs = attack_figures(result, d)
+            st = {**base, "status": "ok", "figures": figs, "seconds": time.perf_counter() - t0,
+                  "cpu_seconds": time.process_time() - c0,
+                  "victim_sizes": {"n_private": len(sub.private), "n_public": len(sub.public),
+                                   "n_heldout": len(sub.heldout)}}
+            rundir.finish_job(d, st)
+            st["result"] = result.to_dict()
+            return st
+    st = {**base, "status": "n/a", "reason": reason, "reduced": too_small(attack, sub) is not None}
+    log.info("%s: not applicable: %s", job.id, reason)
+    rundir.finish_job(d, st)
+    return st
