@@ -74,7 +74,7 @@ class FreshKeyChannel(Channel):
         outs = []
         for i in range(len(e)):
             key = Key(spec=self.spec, secret=self._rng.bytes(SECRET_BYTES))
-            outs.append(Scrambler(key)(e[i:i + 1]))
+            outs.append(Scrambler(key, collapse="never")(e[i:i + 1]))  # one image a key: no collapse
         return torch.cat(outs)
 
     def scramble_embeddings(self, embeddings: np.ndarray, *, batch_size: int = 128,

@@ -68,11 +68,13 @@ class Scrambler(nn.Module):
     ``forward`` is differentiable with respect to its input (attacks need this).  A spec
     without activations is an affine map of the embedding; with ``collapse="auto"`` (the
     default) it is run as one matrix product (:mod:`owsd.ops.affine`, the matrix collapsed
-    once per key, device and dtype) when :func:`~owsd.ops.affine.collapse_worthwhile` says
-    so and the scrambler has been asked for at least ``4 * embedding_dim`` images (the
-    collapse costs about one batch of ``embedding_dim`` images in float64, so a key used
-    once for a few images, as attacks that draw many keys do, never pays it);
-    ``"always"`` / ``"never"`` force the choice; ``impl="ref"`` always runs the
+    once per key, device and dtype, on first use) when
+    :func:`~owsd.ops.affine.collapse_worthwhile` says so for the spec (``default``,
+    ``deep-linear``).  The choice depends on the spec alone, never on the batch or on what
+    the scrambler saw before, so the same key gives the same bits however its traffic is
+    batched or resumed.  The collapse costs about one batch of ``embedding_dim`` images in
+    float64: code that draws many throw-away keys (attack controls) passes
+    ``collapse="never"``; ``"always"`` forces it; ``impl="ref"`` always runs the
     layer-by-layer reference.
     """
 
@@ -86,7 +88,6 @@ class Scrambler(nn.Module):
         self.impl = impl
         self.collapse = collapse
         self._collapsed: Optional[CollapsedStack] = None
-        self._images_seen = 0
         for i, w in enumerate(key.weights(dtype=dtype)):
             self.register_buffer(f"weight{i}", w.to(device))
         for i, b in enumerate(key.biases(dtype=dtype)):
@@ -114,8 +115,7 @@ class Scrambler(nn.Module):
         if embeddings.ndim != 2 or embeddings.shape[1] != self.spec.embedding_dim:
             raise ValueError(f"embeddings: expected shape (N, {self.spec.embedding_dim}), "
                              f"got {tuple(embeddings.shape)}")
-        stack = self._collapsed_stack(embeddings.shape[0])
-        self._images_seen += embeddings.shape[0]
+        stack = self._collapsed_stack()
         if stack is not None:
             return collapsed_scramble(embeddings.to(self.weight0.dtype), stack, normalization=self.spec.normalization,
                                       gain=float(self.spec.gain), carrier=self.carrier, out_dtype=out_dtype,
@@ -131,22 +131,20 @@ class Scrambler(nn.Module):
             kwargs["impl"] = self.impl
         return fn(x, self.weights, self.biases, **kwargs)
 
-    def uses_collapse(self, batch: int) -> bool:
-        """Whether a batch of ``batch`` embeddings runs as one collapsed matrix product."""
+    def uses_collapse(self) -> bool:
+        """Whether this scrambler runs as one collapsed matrix product (a property of the spec)."""
         if self.collapse == "never" or self.impl == "ref":
             return False
         if any(layer.activation != "none" for layer in self.spec.layers):
             return False
         if self.collapse == "always":
             return True
-        if self._collapsed is None and self._images_seen + batch < 4 * self.spec.embedding_dim:
-            return False
         return collapse_worthwhile(input_shape=self.spec.input_shape, weights=self.weights,
                                    strides=[layer.stride for layer in self.spec.layers],
-                                   out_numel=int(np.prod(self.spec.output_shape())), batch=batch)
+                                   out_numel=int(np.prod(self.spec.output_shape())))
 
-    def _collapsed_stack(self, batch: int) -> Optional[CollapsedStack]:
-        if not self.uses_collapse(batch):
+    def _collapsed_stack(self) -> Optional[CollapsedStack]:
+        if not self.uses_collapse():
             return None
         st = self._collapsed
         if st is None or st.matrix.device != self.device or st.matrix.dtype != self.weight0.dtype:

@@ -177,7 +177,7 @@ class CiphertextOnlyKeyEstimation(Attack):
             e = reid.embed(aux[idx]).astype(np.float32)
             with warnings.catch_warnings():  # uint8, as before Scrambler.scramble's default became float32
                 warnings.simplefilter("ignore", LossyOutputWarning)
-                y = Scrambler(Key(spec=spec, secret=rng.bytes(SECRET_BYTES))).scramble(
+                y = Scrambler(Key(spec=spec, secret=rng.bytes(SECRET_BYTES)), collapse="never").scramble(
                     e, verbose=False, out_dtype=torch.uint8)
             if spec.carrier != "none":  # the key's own carrier, estimated as for the targets
                 y = as_unit_float(y) - _carrier_estimate(y)
