@@ -2,7 +2,7 @@
 
 Times one batch pass per repeat (median and spread) and reports each stage as a fraction of
 the cloud's time measured in the same run (ratios, not absolute timings, are what compare
-across machines).  Uses ``owsd.bench.owsd_round`` (the same code as ``owsd bench``), without
+across machines).  Uses ``owsd_bench.owsd_side.owsd_round`` (the same code as ``owsd bench``), without
 the HE baseline.
 
     python benchmarks/bench_scheme.py --cloud tiny --images 256 --json scheme.json
@@ -32,7 +32,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
 
-    from owsd.bench import owsd_round
+    from owsd_bench.owsd_side import owsd_round
     from owsd.cloud import make_cloud
     from owsd.data import load_splits
     from owsd.encoder import PCAEncoder
