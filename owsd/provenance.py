@@ -100,7 +100,11 @@ def load_average() -> Optional[list[float]]:
 
 
 def gpus() -> Optional[list[dict]]:
-    """The CUDA devices torch sees (name, compute capability, memory, SMs), else ``None``."""
+    """The CUDA devices torch sees, else ``None``.
+
+    Each: name, compute capability, memory, SMs, CUDA version and, from ``nvidia-smi`` when
+    it runs, the driver and the maximum SM and memory clocks.
+    """
     if not torch.cuda.is_available():
         return None
     out = []
@@ -108,9 +112,13 @@ def gpus() -> Optional[list[dict]]:
         p = torch.cuda.get_device_properties(i)
         out.append({"name": p.name, "compute_capability": f"{p.major}.{p.minor}",
                     "memory_bytes": int(p.total_memory), "sm_count": int(p.multi_processor_count)})
-    driver = _run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
-    for g in out:
-        g.update(cuda=torch.version.cuda, driver=driver.splitlines()[0].strip() if driver else None)
+    smi = _run(["nvidia-smi", "--query-gpu=driver_version,clocks.max.sm,clocks.max.mem",
+                "--format=csv,noheader"])
+    # nvidia-smi lists the devices in torch's order unless CUDA_VISIBLE_DEVICES reorders them
+    rows = [[f.strip() for f in line.split(",")] for line in (smi or "").splitlines() if line.strip()]
+    for i, g in enumerate(out):
+        row = rows[i] if i < len(rows) and len(rows[i]) == 3 else [None] * 3
+        g.update(cuda=torch.version.cuda, driver=row[0], max_sm_clock=row[1], max_memory_clock=row[2])
     return out
 
 

@@ -50,6 +50,27 @@ def test_gpu_is_none_without_cuda(monkeypatch):
     assert provenance.machine()["gpu"] is None
 
 
+def test_gpu_fields_with_a_device(monkeypatch):
+    """With a CUDA device: torch's properties, then the driver and clocks from nvidia-smi."""
+    import types
+
+    import torch
+
+    props = types.SimpleNamespace(name="NVIDIA H200", major=9, minor=0, total_memory=150_000_000_000,
+                                  multi_processor_count=132)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: props)
+    monkeypatch.setattr(provenance, "_run", lambda args, cwd=None: "570.86.15, 1980 MHz, 3201 MHz\n"
+                        if args[0] == "nvidia-smi" else None)
+    (g,) = provenance.gpus()
+    assert g == {"name": "NVIDIA H200", "compute_capability": "9.0", "memory_bytes": 150_000_000_000,
+                 "sm_count": 132, "cuda": torch.version.cuda, "driver": "570.86.15", "max_sm_clock": "1980 MHz",
+                 "max_memory_clock": "3201 MHz"}
+    monkeypatch.setattr(provenance, "_run", lambda args, cwd=None: None)  # no nvidia-smi: no invented driver
+    assert provenance.gpus()[0]["driver"] is None
+
+
 def test_command_recorded_from_argv_and_as_given(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["owsd", "bench", "--data-dir", "my data", "--json", "out.json"])
     assert provenance.record()["command"] == "owsd bench --data-dir 'my data' --json out.json"
