@@ -13,6 +13,11 @@ figure can always be traced to the machine, load, code and command that produced
   whether the working tree had uncommitted changes;
 * :func:`record`: both, with the UTC date and the command line.
 
+For the audit (``analysis/audit``), whose manifest still builds its own ``_machine()``:
+its ``"machine"`` is :func:`machine` (the HTML report shows its ``summary``), its
+``"toolkit_version"`` is ``versions()["owsd_toolkit"]``, and ``"versions": versions()``
+adds the git commit.
+
 Nothing secret is recorded: no environment variable outside an allow-list of thread
 settings, no host or user name, and in the command line the value of any option whose
 name says secret, token, password or API key is replaced by ``REDACTED`` (key files

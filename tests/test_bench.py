@@ -5,6 +5,8 @@ HE tests need TenSEAL (``pip install 'owsd-toolkit[he]'``) and are skipped witho
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import importlib.util
 import json
 import shlex
@@ -34,6 +36,18 @@ def _ckks_close(out: np.ndarray, ref: np.ndarray) -> None:
     """CKKS tolerance here (scale 2^26, five levels, two squarings): 0.05 absolute plus 0.1% of the range."""
     assert out.shape == ref.shape
     assert np.abs(out - ref).max() < 5e-2 + 1e-3 * float(np.abs(ref).max())
+
+
+# --- each module's Example ------------------------------------------------------------
+@pytest.mark.parametrize("name", ["__init__", "network", "config", "measure", "owsd_side", "document", "report",
+                                  "cli", "ckks", "he_side"])
+def test_module_examples_run(name: str) -> None:
+    """The docstring examples (run.py's, a whole tiny run, is the ``bench_json`` fixture's twin)."""
+    if name in ("ckks", "he_side") and not HAVE_TENSEAL:
+        pytest.skip("tenseal is not importable")
+    mod = importlib.import_module("owsd_bench" if name == "__init__" else f"owsd_bench.{name}")
+    res = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
+    assert res.attempted >= 1 and res.failed == 0
 
 
 # --- HE correctness -------------------------------------------------------------------
