@@ -8,7 +8,7 @@ kernel verdict and its expected verdict per attack family, as data.  :func:`run_
 audits each (:func:`analysis.audit.run_audit`, no utility measurement) and writes::
 
     OUT/<scrambler>/...            each audit's run directory (report.json, report.html)
-    OUT/calibration.json           expected vs observed per scrambler, wall time, load, command
+    OUT/calibration.json           expected vs observed per scrambler, wall time, load, command, provenance
     OUT/calibration.md             the same as a Markdown table
 
 The rule for budgets that cannot certify is part of the data (``rule``): an expected kernel
@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from tqdm.auto import tqdm
 
+from owsd import provenance
 from owsd.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,8 @@ def run_calibration(out: str | Path, *, budget: str = "smoke", dataset: str = "d
             raise ValueError(f"unknown reference scrambler(s) {unknown}; the battery has {[r['name'] for r in refs]}")
         refs = [r for r in refs if r["name"] in set(scramblers)]
     out = Path(out)
-    rows, t_all, load0 = [], time.perf_counter(), _load()
+    prov = provenance.record(command=command)  # machine and load at the start, versions, date
+    rows, t_all = [], time.perf_counter()
     for ref in tqdm(refs, desc="calibration", unit="kernel", disable=not verbose):
         t0, c0 = time.perf_counter(), time.process_time()
         cfg = AuditConfig(out=out / ref["name"], dataset=dataset, data_dir=data_dir, cloud=cloud, budget=budget,
@@ -139,17 +140,12 @@ def run_calibration(out: str | Path, *, budget: str = "smoke", dataset: str = "d
     res = {"format": "owsd-calibration", "version": 1, "budget": budget, "dataset": dataset, "cloud": cloud,
            "seed": seed, "only": list(only) if only else None, "rule": doc["rule"], "rows": rows,
            "all_match": all(r["match"] for r in rows), "seconds": time.perf_counter() - t_all,
-           "load_average": {"start": load0, "end": _load()}, "cpus": os.cpu_count(), "command": command}
+           "load_average": {"start": prov["machine"]["load_average"], "end": provenance.load_average()},
+           "cpus": prov["machine"]["logical_cpus"], "command": command, "date": prov["date"],
+           "machine": prov["machine"], "versions": prov["versions"]}
     atomic_write_json(out / "calibration.json", res)
     atomic_write_text(out / "calibration.md", format_markdown(res))
     return res
-
-
-def _load() -> Optional[list[float]]:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:  # pragma: no cover - not on every platform
-        return None
 
 
 def _cell(d: dict) -> str:

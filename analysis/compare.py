@@ -23,6 +23,7 @@ from typing import Optional, Sequence
 
 from analysis.figures import privacy_utility_plot
 from analysis.reportcheck import read_report
+from owsd import provenance
 from owsd.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ def compare(dirs: Sequence[str | Path], *, out: Optional[str | Path] = None,
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "compare.json", {"rows": ranked, "notes": notes})
+        atomic_write_json(out / "compare.json", {"rows": ranked, "notes": notes, **provenance.record()})
         atomic_write_text(out / "compare.md", res["table"] + "".join(f"\n* {n}" for n in notes) + "\n")
         ds = {r["dataset"] for r in rows}
         cl = {r["cloud"] for r in rows}

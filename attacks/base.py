@@ -21,6 +21,8 @@ Example:
     >>> r = Guess(seed=0, verbose=False)(v)
     >>> r.chance["accuracy"] < 0.2, r.p_values["accuracy"] > 0.01, r.finding, r.cost["oracle_queries"]
     (True, True, 'kernel', {'scramble': 0, 'cloud': 0, 'internal': 0})
+    >>> sorted(r.to_dict()["provenance"])
+    ['command', 'date', 'machine', 'versions']
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import Any, Callable, ClassVar, Optional
 import numpy as np
 import torch
 
+from owsd import provenance
 from owsd.stats import binomial_pvalue, wilson_interval
 from attacks.threat import Requirements, ThreatModel
 from attacks.victim import AttackerView, Victim
@@ -140,7 +143,9 @@ class AttackResult:
     ``total_seconds`` (both), ``queries`` (scramble-oracle queries used), ``oracle_queries``
     (queries used per oracle: ``scramble``, ``cloud``, ``internal``; :mod:`attacks.oracles`),
     ``known_pairs``, ``device`` and ``threads`` (torch intra-op threads during the run).
-    ``finding`` is the attack's declared :data:`FINDINGS` scope.
+    ``finding`` is the attack's declared :data:`FINDINGS` scope.  ``provenance``: where and
+    from what the figures came (:func:`owsd.provenance.record` at the start of the run:
+    date, command, machine with its load, versions with the git commit).
     """
 
     attack: str
@@ -161,6 +166,7 @@ class AttackResult:
     per_sample: dict = field(default_factory=dict, repr=False)
     raw: dict = field(default_factory=dict, repr=False)
     finding: str = "kernel"
+    provenance: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("per_sample", "raw")}
@@ -269,6 +275,7 @@ class Attack(abc.ABC):
         gen = torch.Generator().manual_seed(self.seed)
         view = victim.view(threat, rng=np.random.default_rng([self.seed, 1]))
         log.info("attack %s (%s budget, seed %d): %s", self.name, self.budget, self.seed, threat.describe())
+        prov = provenance.record()
         t0, c0 = time.perf_counter(), time.process_time()
         output = self.run(view, rng=rng, generator=gen)
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -296,4 +303,4 @@ class Attack(abc.ABC):
                   "scorer_cpu_seconds": scorer_cpu, "total_seconds": seconds + scorer_seconds,
                   "threads": torch.get_num_threads()},
             seed=self.seed, target=target, curves=dict(score.curves), per_sample=dict(score.per_sample),
-            raw=output.raw(), finding=self.finding)
+            raw=output.raw(), finding=self.finding, provenance=prov)

@@ -1,6 +1,6 @@
 """OWSD against homomorphic-encryption inference, side by side (issue 8).
 
-A thin wrapper around :mod:`owsd.bench`, the same as ``owsd bench``:
+A thin wrapper around :mod:`owsd_bench.cli`, the same as ``owsd bench``:
 
     python benchmarks/bench_he_vs_owsd.py --data-dir ../shared/data --json docs/he-vs-owsd.json
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from owsd.bench import main  # noqa: E402
+from owsd_bench.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -34,13 +34,10 @@ When ``owsd.presets.get_preset("default")`` exists it is benchmarked as well
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import logging
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -52,6 +49,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import owsd.ops as ops  # noqa: E402
+from owsd import provenance  # noqa: E402
 from owsd.ops.reference import apply_activation, fused_scramble_ref, normalize_to_image  # noqa: E402
 
 log = logging.getLogger("bench_kernel")
@@ -173,17 +171,6 @@ def matmul_peak(repeats: int = 7, n: int = 2048) -> dict:
     return {"n": n, "gflops_median": statistics.median(gf), "gflops_max": max(gf)}
 
 
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        for line in out.splitlines():
-            if line.strip().startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def bench_stack(stack: dict, batch: int, repeats: int, peak_gflops: float, ext_ok: bool) -> dict:
     ws, bs, kw = make_params(stack)
     x = torch.randn(batch, *stack["input"])
@@ -274,10 +261,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     peak = matmul_peak()
     log.info("torch.mm float32 peak: %.1f GFLOP/s (median)", peak["gflops_median"])
     out = {
-        "date": _dt.datetime.now().isoformat(timespec="seconds"),
-        "machine": {"cpu_model": cpu_model(), "logical_cpus": os.cpu_count(), "platform": platform.platform(),
-                    "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-                    "python": platform.python_version()},
+        **provenance.record(),  # date, command, machine (CPU model, cores, load, threads), versions
         "owsd_ops_status": status,
         "mm_peak": peak,
         "stacks": [bench_stack(s, args.batch, args.repeats, peak["gflops_median"], ext_ok) for s in stacks],

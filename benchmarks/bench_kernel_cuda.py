@@ -33,12 +33,9 @@ Usage (on a machine with a CUDA GPU)::
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import logging
-import platform
 import statistics
-import subprocess
 import sys
 import time
 import warnings
@@ -50,6 +47,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import owsd.ops as ops  # noqa: E402
+from owsd import provenance  # noqa: E402
 from owsd.keys import generate_key  # noqa: E402
 from owsd.ops.affine import POSTS, affine_scramble_ref, collapse_stack  # noqa: E402
 from owsd.ops.reference import apply_activation, fused_scramble_ref, normalize_to_image  # noqa: E402
@@ -229,17 +227,6 @@ def exact_macs(spec) -> int:
     return total
 
 
-def machine() -> dict:
-    if DEVICE != "cuda":
-        return {"device": DEVICE, "torch": torch.__version__, "python": platform.python_version()}
-    smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,clocks.max.sm,clocks.max.mem,memory.total",
-                          "--format=csv,noheader"], capture_output=True, text=True, check=False).stdout.strip()
-    p = torch.cuda.get_device_properties(0)
-    return {"gpu": torch.cuda.get_device_name(0), "nvidia_smi": smi, "sm_count": p.multi_processor_count,
-            "compute_capability": f"{p.major}.{p.minor}", "torch": torch.__version__, "cuda": torch.version.cuda,
-            "python": platform.python_version(), "cpu": platform.processor()}
-
-
 def main(argv: Optional[List[str]] = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", help="write the results here")
@@ -263,8 +250,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     ceil = ceilings(args.repeats)
     log.info("ceilings: copy %.0f GB/s, write %.0f GB/s, fp32 matmul %.1f TFLOP/s", ceil["copy_bytes_per_s"] / 1e9,
              ceil["write_bytes_per_s"] / 1e9, ceil["fp32_matmul_flops_per_s"] / 1e12)
-    out = {"date": _dt.datetime.now().isoformat(timespec="seconds"), "machine": machine(), "ceilings": ceil,
-           "owsd_ops_status": status, "runs": []}
+    out = {**provenance.record(), "device": DEVICE, "ceilings": ceil, "owsd_ops_status": status, "runs": []}
+    # provenance: date, command, machine (CPU, load; GPUs with their driver and clocks), versions
     for name in args.presets:
         for b in args.batches:
             t0 = time.perf_counter()

@@ -2,7 +2,7 @@
 
 Times one batch pass per repeat (median and spread) and reports each stage as a fraction of
 the cloud's time measured in the same run (ratios, not absolute timings, are what compare
-across machines).  Uses ``owsd.bench.owsd_round`` (the same code as ``owsd bench``), without
+across machines).  Uses ``owsd_bench.owsd_side.owsd_round`` (the same code as ``owsd bench``), without
 the HE baseline.
 
     python benchmarks/bench_scheme.py --cloud tiny --images 256 --json scheme.json
@@ -18,6 +18,19 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from owsd import provenance  # noqa: E402
+from owsd.cloud import make_cloud  # noqa: E402
+from owsd.data import load_splits  # noqa: E402
+from owsd.encoder import PCAEncoder  # noqa: E402
+from owsd.internal import InternalModel  # noqa: E402
+from owsd.keys import generate_key  # noqa: E402
+from owsd.presets import get_preset  # noqa: E402
+from owsd.scrambler import Scrambler  # noqa: E402
+from owsd_bench.owsd_side import owsd_round  # noqa: E402
 
 
 def main() -> int:
@@ -31,16 +44,7 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
-
-    from owsd.bench import owsd_round
-    from owsd.cloud import make_cloud
-    from owsd.data import load_splits
-    from owsd.encoder import PCAEncoder
-    from owsd.internal import InternalModel
-    from owsd.keys import generate_key
-    from owsd.presets import get_preset
-    from owsd.scrambler import Scrambler
-
+    prov = provenance.record()  # machine and load at the start, versions, date, command
     train, test = load_splits("mnist" if a.data_dir else "digits", a.data_dir)
     train, images = train.subset(a.train), test.subset(a.images)
     with warnings.catch_warnings():
@@ -50,13 +54,13 @@ def main() -> int:
     scr = Scrambler(key)
     cloud = make_cloud(a.cloud)
     etr = enc.encode(train.flat())
-    probs = cloud.predict(scr.scramble(etr, verbose=False, out_dtype=__import__("torch").float32), verbose=False)
+    probs = cloud.predict(scr.scramble(etr, verbose=False, out_dtype=torch.float32), verbose=False)
     internal = InternalModel(epochs=5, verbose=False).fit(probs, train.labels, etr)
     owsd_round(enc, scr, {a.cloud: cloud}, {a.cloud: internal}, images.subset(8), batch_size=a.batch_size, topk=10)
     runs = [owsd_round(enc, scr, {a.cloud: cloud}, {a.cloud: internal}, images, batch_size=a.batch_size, topk=10)
             ["per_image"] for _ in range(a.repeats)]
     stages = {"encode": "encode", "scramble": "scramble", "cloud": f"cloud:{a.cloud}", "internal": f"internal:{a.cloud}"}
-    out = {"cloud": a.cloud, "preset": a.preset, "images": len(images), "repeats": a.repeats, "stages": {}}
+    out = {**prov, "cloud": a.cloud, "preset": a.preset, "images": len(images), "repeats": a.repeats, "stages": {}}
     for name, k in stages.items():
         v = np.array([r[k] for r in runs])
         ratio = np.array([r[k] / r[stages["cloud"]] for r in runs])
@@ -64,6 +68,7 @@ def main() -> int:
                                "max": float(v.max()), "fraction_of_cloud_median": float(np.median(ratio))}
     client = np.array([sum(r[stages[s]] for s in ("encode", "scramble", "internal")) / r[stages["cloud"]] for r in runs])
     out["client_over_cloud_median"] = float(np.median(client))
+    out["load_average_end"] = provenance.load_average()
     text = json.dumps(out, indent=2)
     sys.stdout.write(text + "\n")
     if a.json:

@@ -114,7 +114,7 @@ def main(argv=None) -> int:
             row = {"attack": name, "mode": mode, "preset": preset, "dataset": dataset, "axis": axis, "x": x,
                    "metrics": r.metrics, "chance": r.chance, "ci": {k: list(v) for k, v in r.ci.items()},
                    "p_values": r.p_values, "seconds": r.cost["seconds"], "params": r.params,
-                   "threads": torch.get_num_threads()}
+                   "threads": torch.get_num_threads(), "provenance": r.provenance}
             fh.write(json.dumps(row) + "\n")
             fh.flush()
             log.info("%s %s %s=%d: ssim %.3f (chance %.3f) reid %.3f  %.0f s", name, preset, axis, x,
@@ -195,7 +195,7 @@ def run_controls(out: Path) -> int:
             r = get_attack(name)(seed=0, verbose=False, **params)(victims[target])
             row = {"attack": name, "target": target, "params": params, "metrics": r.metrics, "chance": r.chance,
                    "ci": {k: list(v) for k, v in r.ci.items()}, "p_values": r.p_values,
-                   "seconds": r.cost["seconds"]}
+                   "seconds": r.cost["seconds"], "provenance": r.provenance}
             fh.write(json.dumps(row) + "\n")
             m, c, ci, p = r.metrics, r.chance, r.ci, r.p_values
             sys.stdout.write(

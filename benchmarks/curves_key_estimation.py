@@ -25,6 +25,7 @@ from attacks.controls import FreshKeyChannel  # noqa: E402
 from attacks.key_estimation.curves import error_vs_pairs, error_vs_queries, reid_vs_pool  # noqa: E402
 from attacks.key_estimation.victims import small_victim  # noqa: E402
 from attacks.victim import Victim  # noqa: E402
+from owsd import provenance  # noqa: E402
 from owsd.presets import get_preset  # noqa: E402
 
 log = logging.getLogger("curves")
@@ -101,7 +102,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     kw = dict(dataset=args.dataset, data_dir=args.data_dir, n_fit=4000)
     t0 = time.time()
-    res: dict = {"machine": "2-core shared CPU, no GPU", "date": "2026-11-24", "args": {
+    res: dict = {**provenance.record(), "args": {  # date, command, machine, versions: measured, not typed in
         "steps": args.steps, "restarts": args.restarts, "surrogate_points": args.surrogate_points,
         "parts": args.parts, "preset": "default = linear standardized texture carrier (9b0b769)"}}
     res.update(known_plaintext={}, known_plaintext_images={}, chosen_plaintext={}, ciphertext_only={})

@@ -37,6 +37,7 @@ def main() -> int:
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
+    from owsd import provenance
     from owsd.stats import wilson_interval
     from owsd.cloud import make_cloud, truncate_topk
     from owsd.data import load_splits
@@ -47,6 +48,7 @@ def main() -> int:
     from owsd.pipeline import cloud_outputs
     from owsd.presets import get_preset
 
+    prov = provenance.record()  # machine and load at the start, versions, date, command
     train, test = load_splits(a.dataset, a.data_dir)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the seeded key of the cached experiment
@@ -79,7 +81,8 @@ def main() -> int:
                      row["plaintext"], row["embedding_only"])
         atomic_write_json(a.json, {"dataset": a.dataset, "key_fingerprint": key.fingerprint, "cloud": cloud.name,
                                    "output_size": a.output_size, "n_test": len(test), "epochs": a.epochs,
-                                   "decoder": a.decoder, "rows": rows})
+                                   "decoder": a.decoder, "rows": rows, **prov,
+                                   "load_average_now": provenance.load_average()})
     return 0
 
 

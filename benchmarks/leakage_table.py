@@ -12,10 +12,8 @@ Example:
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import logging
-import platform
 import time
 import warnings
 from pathlib import Path
@@ -26,6 +24,7 @@ from attacks.controls import fresh_key_victim, identity_victim, noise_victim, pe
 from attacks.leakage import (format_table, leakage_table, leakage_victim_sizes, run_all_leakage_tests, save_roc,
                              with_null_internal_model)
 from attacks.victim import Victim
+from owsd import provenance
 
 CONTROLS = {"identity": identity_victim, "permutation": permutation_victim, "noise": noise_victim,
             "fresh-key": fresh_key_victim}
@@ -51,6 +50,7 @@ def main(argv=None) -> int:
         return summarize(a.summarize, a.out, a.figure)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     sizes = leakage_victim_sizes(a.budget)
+    prov = provenance.record()  # machine and load at the start
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # seeded-key warning: experiment keys are not secret
@@ -75,8 +75,8 @@ def main(argv=None) -> int:
     meta = {"membership_null": a.membership_null, "dataset": a.dataset,
             "preset": None if a.control else a.preset, "control": a.control,
             "cloud": a.cloud, "budget": a.budget, "seed": a.seed, "sizes": sizes, "channel": victim.channel.name,
-            "victim_build_seconds": build_s, "total_seconds": total_s, "machine": platform.platform(),
-            "date": dt.date.today().isoformat()}
+            "victim_build_seconds": build_s, "total_seconds": total_s,
+            **prov, "load_average_end": provenance.load_average()}  # date, command, machine, versions
     (a.out / "table.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, default=str))
     md = format_table(rows)
     (a.out / "table.md").write_text(md + "\n")

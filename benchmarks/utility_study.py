@@ -324,11 +324,13 @@ def main() -> int:
         plot(*a.plot)
         return 0
     if a.phase or a.linearity:
+        from owsd import provenance
         from owsd.io import atomic_write_json
 
+        prov = provenance.record()  # machine and load at the start, versions, date, command
         rows = phase_sensitivity() if a.phase else linearity()
         if a.json:
-            atomic_write_json(a.json, {"phase_sensitivity" if a.phase else "linearity": rows})
+            atomic_write_json(a.json, {"phase_sensitivity" if a.phase else "linearity": rows, "provenance": prov})
         return 0
     a.json = a.json or Path("utility_study.json")
     if a.data_dir is None:
@@ -336,6 +338,7 @@ def main() -> int:
     from sklearn.decomposition import PCA
     from tqdm.auto import tqdm
 
+    from owsd import provenance
     from owsd.cloud import efficientnet_lite0
     from owsd.data import load_splits
     from owsd.io import atomic_write_json
@@ -354,6 +357,7 @@ def main() -> int:
     for name, cfg in tqdm(CONFIGS.items(), desc="configurations"):
         if (a.only and name not in a.only) or name in done.get("configs", {}):
             continue
+        prov = provenance.record()  # each configuration's machine, load, versions, date, command
         t0 = time.perf_counter()
         ptr = np.concatenate([cloud.predict(scramble(etr[i:i + 256], cfg), verbose=False)
                               for i in range(0, len(etr), 256)])
@@ -362,7 +366,7 @@ def main() -> int:
         done.setdefault("configs", {})[name] = {
             "config": cfg, "n_train": len(etr), "n_test": len(ete),
             "logreg_C1": logreg(ltr, lte, ytr, yte), "logreg_C0.01": logreg(ltr, lte, ytr, yte, 0.01),
-            "distinct_top1": int(len(set(ptr.argmax(1)))), "seconds": time.perf_counter() - t0}
+            "distinct_top1": int(len(set(ptr.argmax(1)))), "seconds": time.perf_counter() - t0, "provenance": prov}
         atomic_write_json(a.json, done)
     return 0
 

@@ -22,11 +22,9 @@ Example:
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import io
 import logging
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +34,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from owsd import provenance
 from owsd.channel import CallableChannel, Channel, OwsdChannel
 from owsd.cloud import Cloud, default_cache_dir, make_cloud, truncate_topk
 from owsd.data import ImageDataset, load_splits
@@ -403,10 +402,7 @@ def run_pipeline(cfg: RunConfig) -> dict:
         "seconds_per_image": {"encode": seconds["encode"] / n_all, "scramble": seconds["scramble"] / n_all,
                               "cloud": seconds["cloud"] / n_all,
                               "internal_train": seconds["internal"] / max(1, 2 * len(sizes) * len(train))},
-        # machine capture: to be replaced by the shared provenance module (owsd/provenance.py) when it lands
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "torch": torch.__version__, "threads": torch.get_num_threads()},
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **provenance.record(),  # date, command, machine, versions (with the git commit)
     }
     atomic_write_json(out / "results.json", results)
     plot_utility(results, out / "utility.png")

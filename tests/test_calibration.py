@@ -91,7 +91,9 @@ def test_fast_subset_matches_expectations(tmp_path):
     assert all(not r["errors"] for r in res["rows"])
     md = (tmp_path / "cal" / "calibration.md").read_text()
     assert "| one-time-pad" in md and "load average" in md
-    assert json.loads((tmp_path / "cal" / "calibration.json").read_text())["all_match"]
+    saved = json.loads((tmp_path / "cal" / "calibration.json").read_text())
+    assert saved["all_match"] and saved["machine"]["cpu_model"] and saved["versions"]["torch"]  # owsd.provenance
+    assert len(saved["load_average"]["start"]) == 3 and saved["cpus"] == saved["machine"]["logical_cpus"]
 
 
 def test_calibrate_cli_rejects_an_unknown_reference(tmp_path, capsys):

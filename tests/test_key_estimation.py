@@ -4,6 +4,7 @@ parameter validation."""
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -17,6 +18,7 @@ from attacks.key_estimation.linear_fit import support_groups
 from attacks.key_estimation.surrogate import random_weights, weight_error
 from attacks.key_estimation.victims import small_victim
 from attacks.registry import available_attacks
+from owsd import provenance
 from owsd.presets import get_preset
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -74,6 +76,15 @@ def test_chosen_plaintext_recovers_linear_key_with_d_queries(digits_linear):
     assert r.metrics["functional_error"] < 1e-4, r.metrics
     assert r.metrics["weight_error"] < 0.02
     assert r.metrics["functional_error"] < r.chance["functional_error_random_key"]
+
+
+def test_result_records_its_provenance(digits_linear, tmp_path):
+    """result.json says on what machine, from what code and command the figures came (owsd.provenance)."""
+    r = ChosenPlaintextKeyEstimation(n_queries=16, seed=0, verbose=False, n_invert=2)(digits_linear)
+    saved = json.loads(r.save(tmp_path / "run").read_text())["provenance"]
+    assert set(saved) == {"date", "command", "machine", "versions"}
+    assert saved["machine"]["cpu_model"] == provenance.cpu_model() and len(saved["machine"]["load_average"]) == 3
+    assert saved["versions"]["git_commit"] == provenance.git_state()[0] and saved["versions"]["torch"]
 
 
 def test_chosen_plaintext_half_the_queries_is_not_exact(digits_linear):

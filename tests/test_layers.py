@@ -1,4 +1,7 @@
-"""The three packages stand in layers that only point down: ``owsd`` <- ``attacks`` <- ``analysis``.
+"""The packages stand in layers that only point down: ``owsd`` <- ``attacks`` <- ``analysis`` <- ``owsd_bench``.
+
+``owsd_bench`` (the HE-vs-OWSD benchmark) sits on top: it may import any layer below (today
+it imports ``owsd`` alone), and no layer may import it.
 
 The imports are read from the source (``ast``), function-local ones included, and so is
 every string that names a module of a higher layer (``"analysis.cli"`` handed to
@@ -14,8 +17,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-LAYERS = {"owsd": 0, "attacks": 1, "analysis": 2}
-_MODULE_PATH = re.compile(r"^(owsd|attacks|analysis)(\.[A-Za-z_]\w*)+$")
+LAYERS = {"owsd": 0, "attacks": 1, "analysis": 2, "owsd_bench": 3}
+_MODULE_PATH = re.compile(r"^(owsd|attacks|analysis|owsd_bench)(\.[A-Za-z_]\w*)+$")
 
 
 def _module_name(path: Path, root: Path) -> str:
@@ -62,17 +65,38 @@ def test_layers_only_point_down():
     assert upward_imports(REPO) == []
 
 
-@pytest.mark.parametrize("code", ["from analysis.report import x",
-                                  "def f():\n    import attacks.base\n",
-                                  "import importlib\nimportlib.import_module('analysis.cli')\n",
-                                  "class A:\n    from attacks import base as b\n",
-                                  "PLUGINS = ('attacks.cli',)\n"])
-def test_checker_finds_a_planted_upward_import(tmp_path, code):
+def test_every_layer_is_read():
+    """Each layer is a package with modules that import the layers below (the checker sees them)."""
     for pkg in LAYERS:
-        (tmp_path / pkg / "sub").mkdir(parents=True)
-        (tmp_path / pkg / "__init__.py").write_text("")
-        (tmp_path / pkg / "sub" / "__init__.py").write_text("")
-    (tmp_path / "owsd" / "sub" / "planted.py").write_text(code)
+        files = sorted((REPO / pkg).rglob("*.py"))
+        assert (REPO / pkg / "__init__.py") in files and len(files) > 1, pkg
+    bench = {name.split(".")[0] for path in (REPO / "owsd_bench").rglob("*.py")
+             for _, name in imported_modules(path, REPO)}
+    assert "owsd" in bench
+
+
+def test_the_scheme_has_no_benchmark_left():
+    """The HE benchmark left the scheme: nothing named he/bench in owsd/."""
+    left = [p.relative_to(REPO) for p in (REPO / "owsd").rglob("*.py") if p.stem in ("he", "bench")]
+    assert left == []
+
+
+@pytest.mark.parametrize("pkg, code", [("owsd", "from analysis.report import x"),
+                                       ("owsd", "def f():\n    import attacks.base\n"),
+                                       ("owsd", "import importlib\nimportlib.import_module('analysis.cli')\n"),
+                                       ("owsd", "class A:\n    from attacks import base as b\n"),
+                                       ("owsd", "PLUGINS = ('attacks.cli',)\n"),
+                                       ("owsd", "from owsd_bench.cli import register\n"),
+                                       ("owsd", "ENTRY = 'owsd_bench.cli'\n"),
+                                       ("attacks", "import owsd_bench.run\n"),
+                                       ("analysis", "from owsd_bench import measure\n")])
+def test_checker_finds_a_planted_upward_import(tmp_path, pkg, code):
+    for layer in LAYERS:
+        (tmp_path / layer / "sub").mkdir(parents=True)
+        (tmp_path / layer / "__init__.py").write_text("")
+        (tmp_path / layer / "sub" / "__init__.py").write_text("")
+    (tmp_path / pkg / "sub" / "planted.py").write_text(code)
     (tmp_path / "analysis" / "fine.py").write_text("from owsd import stats\nfrom attacks import base\n")
+    (tmp_path / "owsd_bench" / "fine.py").write_text("from owsd import stats\nimport analysis.report\n")
     found = upward_imports(tmp_path)
-    assert len(found) == 1 and found[0].startswith("owsd/sub/planted.py"), found
+    assert len(found) == 1 and found[0].startswith(f"{pkg}/sub/planted.py"), found

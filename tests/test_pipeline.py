@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
+from owsd import provenance
 from owsd.cli import main
 from owsd.encoder import AutoEncoder, Encoder, PCAEncoder
 from owsd.internal import InternalModel, output_features
@@ -29,8 +30,11 @@ def test_results_have_the_required_fields(small_run):
     d, res = small_run
     on_disk = json.loads((d / "out" / "results.json").read_text())
     assert on_disk == json.loads(json.dumps(res))
-    for k in ("dataset", "cloud", "n_train", "n_test", "key_fingerprint"):
+    for k in ("dataset", "cloud", "n_train", "n_test", "key_fingerprint", "date", "command"):
         assert k in on_disk
+    # provenance (owsd.provenance): the machine and the code that made the figures
+    assert on_disk["machine"]["cpu_model"] and on_disk["machine"]["cores"] >= 1
+    assert on_disk["versions"]["torch"] and on_disk["versions"]["git_commit"] == provenance.git_state()[0]
     acc = on_disk["accuracy"]
     assert set(acc["cloud_only"]) == {"10", "1000"} and set(acc["cloud_plus_embedding"]) == {"10", "1000"}
     assert 0 <= acc["plaintext"] <= 1 and 0 <= acc["embedding_only"] <= 1

@@ -23,19 +23,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import platform
 import shutil
 from pathlib import Path
 from typing import Optional, Sequence
 
-import torch
 
 from analysis.audit.config import AuditConfig
 from analysis.audit.errors import AuditError
 from analysis.audit.plan import Job
 from analysis.audit.target import AuditTarget
 from owsd import __version__ as TOOLKIT_VERSION
+from owsd import provenance
 from owsd.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -47,14 +45,8 @@ SAME_KERNEL = ("target.fingerprint", "target.spec", "dataset", "cloud", "budget"
 
 
 def machine() -> dict:
-    """The machine the audit runs on (recorded in the manifest).
-
-    Note: a shared provenance module (``owsd/provenance.py``: machine, versions, date,
-    command) is being added beside this package; this function should then defer to it.
-    """
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "summary": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"}
+    """The machine the audit runs on (recorded in the manifest): :func:`owsd.provenance.machine`."""
+    return provenance.machine()
 
 
 def manifest(target: AuditTarget, cfg: AuditConfig, jobs: Sequence[Job], sizes: dict) -> dict:
@@ -63,6 +55,7 @@ def manifest(target: AuditTarget, cfg: AuditConfig, jobs: Sequence[Job], sizes: 
          "dataset": {"name": cfg.dataset, "data_dir": str(cfg.data_dir) if cfg.data_dir else None},
          "cloud": cfg.cloud, "budget": cfg.budget, "seed": cfg.seed, "victim_sizes": sizes,
          "jobs": [dataclasses.asdict(j) for j in jobs], "command": cfg.command, "machine": machine(),
+         "versions": provenance.versions(),
          "toolkit_version": str(TOOLKIT_VERSION)}
     return json.loads(json.dumps(m, default=str))  # tuples -> lists, as read back
 
