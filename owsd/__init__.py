@@ -8,6 +8,10 @@ those vectors predicts the label.
 
 import logging
 
+from owsd import threads as _threads
+
+_threads.passive_waiting()  # before anything starts an OpenMP runtime (torch's, BLAS's)
+
 __version__ = "0.1.0"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

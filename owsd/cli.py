@@ -26,6 +26,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from owsd import argtypes
+from owsd import threads as owsd_threads
 from owsd.errors import EXIT_INTERRUPTED, EXIT_USAGE, OneLineArgumentParser, UsageError, one_line_warnings, run_command
 
 log = logging.getLogger("owsd")
@@ -183,6 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     for ep in sorted(importlib.metadata.entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
         ep.load()(sub)
+    for cmd in sub.choices.values():  # --threads on every command (those with their own keep theirs)
+        if "--threads" not in cmd._option_string_actions:
+            cmd.add_argument("--threads", dest="thread_cap", type=argtypes.positive_int, default=None,
+                             help="most threads any step may use (default: the cores this process may use; "
+                                  "small steps always run on one)")
     return p
 
 
@@ -198,6 +204,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("\nowsd: interrupted\n")
         return EXIT_INTERRUPTED
+    owsd_threads.set_cap(getattr(a, "thread_cap", None) or getattr(a, "threads", None))
     level = logging.WARNING - 10 * min(2, a.verbose + (1 if a.command in ("run",) else 0))
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     show = warnings.showwarning

@@ -37,6 +37,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from owsd import threads as owsd_threads
 from owsd.validation import as_image_batch
 
 log = logging.getLogger(__name__)
@@ -122,8 +123,7 @@ class OnnxCloud(Cloud):
         if not path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {path}")
         opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
+        opts.intra_op_num_threads = threads or owsd_threads.cap()
         # Idle worker threads sleep instead of spinning: on a shared machine spinning threads
         # burn the cores other jobs need.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")

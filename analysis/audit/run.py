@@ -33,6 +33,7 @@ from analysis.audit.config import AuditConfig
 from analysis.audit.plan import plan_jobs, victim_sizes
 from analysis.audit.target import AuditTarget
 from owsd.io import atomic_write_json
+from owsd.threads import limit
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def run_audit(target: Any, config: Optional[AuditConfig] = None, *, restart: boo
     target = AuditTarget.coerce(target)
     out = Path(cfg.out)
     notes: list[str] = []
-    with runner.threads(cfg.threads):
+    with limit(cfg.threads):
         jobs = plan_jobs(cfg.budget, only=cfg.only, exclude=cfg.exclude)
         sizes = victim_sizes(jobs, cfg.budget, cfg.seed, cfg.dataset, cfg.data_dir, notes)
         manifest = rundir.manifest(target, cfg, jobs, sizes)

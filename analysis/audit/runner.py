@@ -8,22 +8,18 @@ model the target cannot meet is ``n/a`` with the reason; a crash is ``error`` (r
 time); every other job writes its result, figures and done marker.
 
 Example:
-    >>> with threads(1):
-    ...     torch.get_num_threads()
-    1
+    >>> make_audit_cloud(AuditConfig(out="unused", cloud=None)) is None
+    True
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Optional, Sequence
 
-import torch
-from threadpoolctl import threadpool_limits
 
 from analysis.audit import rundir
 from analysis.audit.config import AuditConfig
@@ -38,21 +34,6 @@ from owsd.io import atomic_write_json
 from owsd.pipeline import plot_utility
 
 log = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def threads(n: Optional[int]) -> Iterator[None]:
-    """torch and BLAS limited to ``n`` threads inside the block (``None``: left as they are)."""
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        with threadpool_limits(n):
-            yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def make_audit_cloud(cfg: AuditConfig) -> Optional[Cloud]:

@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from typing import Iterable, Optional, Sequence
@@ -27,6 +26,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 
 from owsd.stats import fdr_adjust
+from owsd.threads import limit
 from attacks.base import AttackResult
 from attacks.leakage.common import LEAKAGE_VICTIM_SIZES
 from attacks.victim import Victim
@@ -68,27 +68,8 @@ def run_all_leakage_tests(victim: Victim, *, budget: str = "smoke", seed: int = 
     the BLAS/OpenMP and torch threads for the run (restored after): on a loaded machine one
     thread is many times faster for these small problems.
     """
-    with _thread_limit(threads):
+    with limit(threads):
         return _run_all(victim, budget=budget, seed=seed, only=only, verbose=verbose)
-
-
-@contextlib.contextmanager
-def _thread_limit(threads: Optional[int]):
-    if threads is None:
-        yield
-        return
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    if not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be a positive integer, got {threads!r}")
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with threadpool_limits(threads):
-            yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _run_all(victim: Victim, *, budget: str, seed: int, only, verbose: bool) -> list[AttackResult]:
