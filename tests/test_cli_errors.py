@@ -227,7 +227,10 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO), OWSD_CACHE=str(tmp_path / "cache"), PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", "owsd.cli", "run", "--seed", "0", "--epochs", "200", "--out", str(tmp_path / "r"),
            "--quiet"]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    # a child inherits an ignored SIGINT (some test runners and background shells ignore it): restore
+    # the default, as in a terminal, so the interrupt reaches the command
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in p.stderr:  # wait until the run has started working
         if "owsd.pipeline: run:" in line:
             break
