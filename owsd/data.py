@@ -145,8 +145,8 @@ def read_idx(path: str | Path) -> np.ndarray:
     if len(data) < header:
         raise DataFormatError(path, f"truncated IDX header: {ndim} dimensions need {header} bytes")
     dims = struct.unpack(f">{ndim}I", data[4:header])
-    if ndim > 4 or min(dims) == 0 or max(dims) >= 2 ** 31:
-        raise DataFormatError(path, f"implausible IDX dimensions {dims} (at most 4, each 1 to 2^31 - 1)")
+    if ndim > 4 or min(dims) == 0:
+        raise DataFormatError(path, f"implausible IDX dimensions {dims} (at most 4, none zero)")
     dtype = np.dtype(_IDX_DTYPES[dtype_code])
     expected = math.prod(dims) * dtype.itemsize  # exact: numpy's product would overflow int64
     got = len(data) - header
