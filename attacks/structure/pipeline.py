@@ -86,6 +86,7 @@ def recover(data: np.ndarray, *, public: np.ndarray, spec: Optional[ScramblerSpe
     structure = {**hull.summary(), "dim_used": dim, "mode": mode, "link": link,
                  "radius_rel_std": rays.radius_rel_std, "alignment_objective": al.objective,
                  "alignment_agreed": al.agreed, "alignment_restarts": len(al.restarts),
+                 "alignment_objectives": " ".join(f"{r['objective']:.4f}" for r in al.restarts),
                  "flip_repairs": int(sum(r["flip_repairs"] for r in al.restarts)),
                  "heldout_residual_mean": float(residual.mean()) if len(residual) else float("nan"),
                  "seconds_geometry": t_geo, "seconds": time.perf_counter() - t0}

@@ -14,7 +14,8 @@
   **encoder bound**: SSIM of the victim's own encoder reconstruction of the originals (its
   decode of their true embeddings), which no attack through the embedding can beat on average.
 * **Intrinsic dimension.**  Chance: ``full_dim``, what traffic independent of the input shows
-  at this sample size.  p-value: the observed spectral gap against the largest gap of
+  at this sample size.  p-value (1 when no hull is found): the observed spectral gap against
+  the largest gap of
   ``N_NULL`` centered Gram spectra of i.i.d. Gaussian traffic (at most :data:`NULL_ROWS` rows,
   four times as many features).  Fewer rows and features than the traffic has make the null's
   gaps larger (spacings shrink as rows grow), so the test is conservative.
@@ -159,7 +160,8 @@ def score_structure(out: StructureRecovery, victim: Victim, view: AttackerView) 
     metrics["intrinsic_dim"] = float(s["intrinsic_dim"])
     chance["intrinsic_dim"] = float(s["full_dim"])
     ci["intrinsic_dim"] = (float(s["intrinsic_dim"]), float(s["intrinsic_dim"]))
-    pv["intrinsic_dim"] = permutation_pvalue(float(s["gap"]), null)
+    # no hull found: the dimension is the chance level itself; else the gap against i.i.d. traffic
+    pv["intrinsic_dim"] = 1.0 if s["intrinsic_dim"] >= s["full_dim"] else permutation_pvalue(float(s["gap"]), null)
     spec = victim.spec
     true_dim = spec.embedding_dim if (spec is not None and victim.has_embeddings and spec.is_linear()) else None
     structure = {**{k: v for k, v in s.items() if isinstance(v, (int, float, str, bool))},
