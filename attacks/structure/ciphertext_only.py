@@ -90,13 +90,15 @@ class StructureAttack(Attack):
                     restarts=p["restarts"], n_ref=p.get("n_ref") or None)
         points = [(t, len(public)) for t in p["traffic_curve"] if t < n]
         points += [(n, a) for a in p["aux_curve"] if a < len(public)]
+        main_rng, *point_rngs = rng.spawn(1 + len(points))  # the main result does not depend on the curve
         curve = []
-        for t, a in tqdm(points, desc="traffic curve", disable=not self.verbose or not points):
-            r = recover(data[:t], public=public[:a], n_basis=min(p["n_basis"], t), rng=rng, **opts)
+        for (t, a), r_pt in tqdm(list(zip(points, point_rngs)), desc="traffic curve",
+                                 disable=not self.verbose or not points):
+            r = recover(data[:t], public=public[:a], n_basis=min(p["n_basis"], t), rng=r_pt, **opts)
             curve.append({"n_traffic": t, "n_public": a, "matcher": r["matcher"], "seconds": r["seconds"],
                           "intrinsic_dim": r["structure"]["intrinsic_dim"],
                           "alignment_objective": r["structure"]["alignment_objective"]})
-        main = recover(data[:n], public=public, n_basis=min(p["n_basis"], n), rng=rng, **opts)
+        main = recover(data[:n], public=public, n_basis=min(p["n_basis"], n), rng=main_rng, **opts)
         info = {"n_traffic": n, "n_public": len(public), "seconds_main": main["seconds"],
                 "seconds_curve": float(sum(c["seconds"] for c in curve))}
         return StructureRecovery(matcher=main["matcher"], n_traffic=n, n_public=len(public),
@@ -117,7 +119,7 @@ class StructureCiphertextOnly(StructureAttack):
                   "aux_curve": ()},
         "standard": {"n_traffic": 4000, "n_aux": 20000, "n_basis": 512, "max_dim": 64, "clusters": 0,
                      "restarts": 3, "n_ref": 5000, "pool_sizes": (16, 64, 256, 1024), "n_targets": 1000,
-                     "n_reconstruct": 1000, "traffic_curve": (1000,), "aux_curve": ()},
+                     "n_reconstruct": 1000, "traffic_curve": (2000,), "aux_curve": ()},
         "full": {"n_traffic": 8000, "n_aux": 40000, "n_basis": 768, "max_dim": 64, "clusters": 0, "restarts": 4,
                  "n_ref": 8000, "pool_sizes": (16, 64, 256, 1024, 4096), "n_targets": 2000,
                  "n_reconstruct": 1000, "traffic_curve": (256, 1000, 4000), "aux_curve": (1000, 4000)},
