@@ -15,7 +15,7 @@ from attacks.base import Attack
 _ATTACKS: dict[str, Type[Attack]] = {}
 
 #: modules that define attacks; imported on first use of the registry
-FAMILY_MODULES = ("attacks.key_estimation", "attacks.inversion", "attacks.leakage")
+FAMILY_MODULES = ("attacks.key_estimation", "attacks.inversion", "attacks.leakage", "attacks.structure")
 
 
 def register_attack(cls: Type[Attack]) -> Type[Attack]:
