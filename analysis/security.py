@@ -41,6 +41,7 @@ from typing import Any, Optional, Sequence, Union
 
 from analysis.audit import AuditTarget
 from analysis.report import THRESHOLDS, grade
+from analysis.verdicts import below_chance
 from attacks.registry import get_attack
 from attacks.victim import Victim
 
@@ -130,6 +131,12 @@ def assert_resists(result: Any, metric: Optional[str] = None, *, band: BandLike 
     if g["verdict"] not in (("pass", "warn") if allow_warn else ("pass",)):
         raise AssertionError(f"{_describe(r, m)} was expected to be resisted, but {g['verdict']}: "
                              f"{'; '.join(g['reasons'])}")
+    # a score significantly on the defender's side of chance is no evidence of resistance
+    entry = {**r, "job": r.get("attack", "?"), "primary": m, "verdict": g["verdict"]}
+    below = below_chance([entry], alpha=alpha)
+    if below:
+        raise AssertionError(f"{_describe(r, m)} was expected to be resisted, but is inconclusive: "
+                             f"{below[entry['job']]}")
 
 
 def assert_leaks(result: Any, metric: Optional[str] = None, *, band: BandLike = None, alpha: float = 0.05,

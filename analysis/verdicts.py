@@ -152,9 +152,10 @@ def _resources(entry: dict) -> int:
 
 def strength(entry: dict) -> tuple:
     """Sort key of "the strongest attack": worst verdict for the defender, then largest attacker
-    advantage, then most resources granted (pairs, queries, labels, auxiliary images), then cost."""
+    advantage, then most resources granted (pairs, queries, labels, auxiliary images), then the
+    job's name (a deterministic tie-break: seconds differ between runs, the report must not)."""
     return (_SEVERITY.get(entry.get("verdict"), -1), entry.get("advantage") or 0.0, _resources(entry),
-            float((entry.get("cost") or {}).get("seconds") or 0.0))
+            str(entry.get("job") or ""))
 
 
 def _line(entry: dict) -> str:

@@ -73,6 +73,23 @@ def test_below_chance_is_inconclusive_never_pass():
     assert hair[-1]["verdict"] == "pass"
 
 
+def test_assert_resists_refuses_a_below_chance_score():
+    from analysis.security import assert_resists
+    low = _e("optimization", "pass", family="inversion", metric="ssim_mean", value=0.0173, chance=0.171,
+             ci=(0.0170, 0.0176))
+    with pytest.raises(AssertionError, match="inconclusive.*below its chance level"):
+        assert_resists(low)
+    assert_resists(_e("probe", "pass", value=0.51, ci=(0.45, 0.57)))  # at chance: resisted
+
+
+def test_strongest_tie_break_is_the_job_not_the_seconds():
+    a, b = _e("a-job", "pass"), _e("b-job", "pass")
+    a["cost"], b["cost"] = {"seconds": 9.0}, {"seconds": 1.0}
+    assert max([a, b], key=V.strength)["job"] == max([b, a], key=V.strength)["job"] == "b-job"
+    a["cost"], b["cost"] = {"seconds": 1.0}, {"seconds": 9.0}
+    assert max([a, b], key=V.strength)["job"] == "b-job"
+
+
 def test_lower_is_attack_metrics_below_chance_mean_above_it():
     worse = _e("kp", "pass", family="key-estimation", metric="functional_error", value=3.0, chance=1.0,
                ci=(2.5, 3.5), known_pairs=128)
