@@ -73,11 +73,10 @@ def meters_for(threat: ThreatModel) -> dict[str, QueryMeter]:
             "internal": QueryMeter("internal", model if threat.queried_model == "internal" else 0)}
 
 
-class ScrambleOracle:
-    """Chosen-input access to the victim's scrambler, counted by ``meter``."""
+class _Metered:
+    """An oracle's view of its meter: the queries allowed (``budget``) and spent (``used``)."""
 
-    def __init__(self, channel: Any, meter: QueryMeter, input_kind: str) -> None:
-        self._channel, self._meter, self.input_kind = channel, meter, input_kind
+    _meter: QueryMeter
 
     @property
     def budget(self) -> int:
@@ -86,6 +85,13 @@ class ScrambleOracle:
     @property
     def used(self) -> int:
         return self._meter.used
+
+
+class ScrambleOracle(_Metered):
+    """Chosen-input access to the victim's scrambler, counted by ``meter``."""
+
+    def __init__(self, channel: Any, meter: QueryMeter, input_kind: str) -> None:
+        self._channel, self._meter, self.input_kind = channel, meter, input_kind
 
     def __call__(self, inputs: np.ndarray) -> np.ndarray:
         if self.input_kind == "embedding" and not hasattr(self._channel, "scramble_embeddings"):
@@ -96,7 +102,7 @@ class ScrambleOracle:
         return self._channel.scramble_images(inputs)
 
 
-class CloudOracle:
+class CloudOracle(_Metered):
     """The cloud model as the attacker may use it: ``predict`` is charged one query per image.
 
     Exposes the cloud's public description (``name``, ``input_size``, ``num_outputs``), not
@@ -106,14 +112,6 @@ class CloudOracle:
     def __init__(self, cloud: Any, meter: QueryMeter) -> None:
         self._cloud, self._meter = cloud, meter
         self.name, self.input_size, self.num_outputs = cloud.name, cloud.input_size, cloud.num_outputs
-
-    @property
-    def budget(self) -> int:
-        return self._meter.budget
-
-    @property
-    def used(self) -> int:
-        return self._meter.used
 
     def predict(self, images: Any, *, batch_size: int = 64, verbose: bool = False) -> np.ndarray:
         self._meter.charge(len(images))
