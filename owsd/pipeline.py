@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,8 @@ from tqdm.auto import tqdm
 
 from owsd import provenance
 from owsd.channel import CallableChannel, Channel, OwsdChannel
-from owsd.cloud import Cloud, default_cache_dir, make_cloud, truncate_topk
+from owsd.cloud import Cloud, default_cache_dir, fit_cloud, make_cloud, truncate_topk  # noqa: F401 (doctest)
+from owsd.cloud_sources import open_cloud
 from owsd.data import ImageDataset, load_splits
 from owsd.encoder import Encoder, make_encoder
 from owsd.internal import DECODERS, Classifier, InternalModel, centered_logits
@@ -58,9 +60,14 @@ class RunConfig:
     """Settings of one ``owsd run``."""
 
     out: str | Path = "owsd-run"
-    dataset: str = "digits"
+    dataset: str | Path = "digits"
     data_dir: Optional[str | Path] = None
-    cloud: str = "tiny"
+    image_size: Optional[int] = None
+    cloud: "str | Cloud" = "tiny"
+    #: keyword arguments of :func:`owsd.cloud_sources.open_cloud` (interface, threads, HTTP settings)
+    cloud_options: Optional[dict] = None
+    #: a cloud of another input size: ``bilinear`` (resize, as a service would) or ``refuse``
+    cloud_resize: str = "bilinear"
     output_sizes: tuple[int, ...] = (10, 100, 1000)
     n_train: Optional[int] = None
     n_test: Optional[int] = None
@@ -125,8 +132,9 @@ class CloudOutputCache:
         n = len(embeddings)
         parts, secs = [], {"scramble": 0.0, "cloud": 0.0}
         cached = 0
-        for start in tqdm(range(0, n, CHUNK), desc="cloud chunks", disable=not verbose, unit="chunk"):
-            stop = min(n, start + CHUNK)
+        chunk = int(getattr(cloud, "cache_chunk", CHUNK))  # a remote cloud saves its answers more often
+        for start in tqdm(range(0, n, chunk), desc="cloud chunks", disable=not verbose, unit="chunk"):
+            stop = min(n, start + chunk)
             path = self.chunk_path(start)
             if path.is_file():
                 try:
@@ -150,9 +158,14 @@ class CloudOutputCache:
 
 
 def cache_tag(split: str, ds: ImageDataset, enc: Encoder, key: Key, cloud: Cloud) -> str:
-    """Directory name of a split's cached cloud outputs: dataset content, encoder, key fingerprint, cloud."""
-    raw = f"{ds.name}|{split}|{ds.digest()}|{enc.digest()}|{key.fingerprint}|{cloud.name}|{cloud.num_outputs}"
-    return f"{ds.name}-{split}-{key.fingerprint}-{cloud.name}-" + hashlib.sha256(raw.encode()).hexdigest()[:12]
+    """Directory name of a split's cached cloud outputs: dataset content, encoder, key fingerprint, cloud.
+
+    The cloud enters by :attr:`~owsd.cloud.Cloud.digest`, a hash of the model itself (weights,
+    file bytes, or endpoint and reported version), never by its name alone.
+    """
+    raw = f"{ds.name}|{split}|{ds.digest()}|{enc.digest()}|{key.fingerprint}|{cloud.digest}|{cloud.num_outputs}"
+    safe = lambda t: re.sub(r"[^A-Za-z0-9._-]", "_", t)[:40]  # noqa: E731 - names of user data and models
+    return f"{safe(ds.name)}-{split}-{key.fingerprint}-{safe(cloud.name)}-" + hashlib.sha256(raw.encode()).hexdigest()[:12]
 
 
 def cloud_outputs(split: str, ds: ImageDataset, encoder: Encoder, key: Key, cloud: Cloud, *,
@@ -196,17 +209,26 @@ class UtilityMeasurement:
     accuracy_ci95: dict
     decoder_test_r2: dict[str, float]
     seconds: dict[str, float]
-
-    @property
-    def chance(self) -> float:
-        return 1.0 / self.num_classes
+    #: accuracy of always answering the training set's most frequent label (the real label distribution)
+    chance: float
 
 
-def utility_split(dataset: str, data_dir: Optional[str | Path] = None, *, n_train: Optional[int] = None,
-                  n_test: Optional[int] = None) -> tuple[ImageDataset, ImageDataset]:
+def majority_chance(train_labels: np.ndarray, test_labels: np.ndarray) -> float:
+    """Test accuracy of a model that always answers the most frequent training label.
+
+    Example:
+        >>> majority_chance(np.array([0, 0, 1]), np.array([0, 1, 1, 1]))
+        0.25
+    """
+    majority = np.bincount(np.asarray(train_labels)).argmax()
+    return float(np.mean(np.asarray(test_labels) == majority))
+
+
+def utility_split(dataset: str | Path, data_dir: Optional[str | Path] = None, *, n_train: Optional[int] = None,
+                  n_test: Optional[int] = None, image_size: Optional[int] = None) -> tuple[ImageDataset, ImageDataset]:
     """The train and test images of a utility measurement: seeded random subsets (all if ``None``)."""
     rng = np.random.default_rng(0)
-    train, test = load_splits(dataset, data_dir)
+    train, test = load_splits(dataset, data_dir, image_size=image_size)
     return train.subset(n_train, rng=rng), test.subset(n_test, rng=rng)
 
 
@@ -333,7 +355,8 @@ def measure_utility(*, train: ImageDataset, test: ImageDataset, channel: Channel
     return UtilityMeasurement(n_train=len(train), n_test=len(test), num_classes=train.num_classes,
                               output_sizes=sizes, decoder=decoder,
                               transmitted="uint8" if ch.transmit_uint8 else "float32", accuracy=a,
-                              accuracy_ci95=ci, decoder_test_r2=r2, seconds=secs)
+                              accuracy_ci95=ci, decoder_test_r2=r2, seconds=secs,
+                              chance=majority_chance(train.labels, test.labels))
 
 
 def check_config(cfg: RunConfig) -> None:
@@ -356,13 +379,12 @@ def run_pipeline(cfg: RunConfig) -> dict:
     check_config(cfg)
     out = Path(cfg.out)
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
-    train, test = utility_split(cfg.dataset, cfg.data_dir, n_train=cfg.n_train, n_test=cfg.n_test)
+    train, test = utility_split(cfg.dataset, cfg.data_dir, n_train=cfg.n_train, n_test=cfg.n_test,
+                                image_size=cfg.image_size)
     key = resolve_key(cfg)
     spec = key.spec
-    cloud = make_cloud(cfg.cloud)
-    if spec.output_shape() != (3, *cloud.input_size):
-        raise ValueError(f"the key's scrambler makes {spec.output_shape()} images but cloud {cloud.name!r} "
-                         f"expects (3, {cloud.input_size[0]}, {cloud.input_size[1]})")
+    cloud = cfg.cloud if isinstance(cfg.cloud, Cloud) else open_cloud(cfg.cloud, **(cfg.cloud_options or {}))
+    cloud = fit_cloud(cloud, spec.output_shape(), resize=cfg.cloud_resize)
     sizes = _output_sizes(cfg.output_sizes, cloud)
     _check_decoder_data(cfg.decoder, len(train))  # before the encoder is fitted and the cloud paid
     out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be usable
@@ -381,8 +403,11 @@ def run_pipeline(cfg: RunConfig) -> dict:
                "internal": m.seconds["internal"], "baselines": m.seconds["baselines"]}
     n_all = len(train) + len(test)
     results = {
-        "dataset": cfg.dataset,
+        "dataset": str(cfg.dataset),
+        "image_shape": list(train.images.shape[1:]),
         "cloud": cloud.name,
+        "cloud_model": cloud.describe(),
+        "transmitted": m.transmitted,
         "n_train": len(train),
         "n_test": len(test),
         "num_classes": train.num_classes,
