@@ -336,6 +336,8 @@ class ResizedCloud(Cloud):
         self.name, self.input_size, self.num_outputs = inner.name, tuple(from_size), inner.num_outputs
         self.output_kind = inner.output_kind
         self._digest_parts = (inner.digest, "bilinear", self.model_size)
+        if hasattr(inner, "cache_chunk"):  # a served cloud's answers are saved as often behind a resize
+            self.cache_chunk = inner.cache_chunk
 
     @property
     def queries(self) -> int:  # type: ignore[override]

@@ -3,7 +3,8 @@
 :class:`KServeCloud` is ``--cloud http://HOST:PORT/v2/models/NAME[/versions/V]``.  It reads the
 model's metadata once (``GET``: input name, datatype and shape, output shape, versions) and
 checks it against the scrambled images and the :class:`~owsd.cloud_interface.CloudInterface`;
-then sends images in requests of ``request_batch`` (``POST .../infer``, FP32 tensors in JSON),
+then sends images in requests of ``request_batch`` (``POST .../infer``, FP32 tensors in JSON;
+numbers written with 9 significant digits, exact for float32),
 with a timeout per request, retries with exponential backoff on a refused connection, a
 timeout, HTTP 429 or 5xx, and at most ``rate_limit`` requests per second.  ``queries`` counts
 the images answered (the attack oracles' meter charges the same images), ``requests`` the
@@ -81,6 +82,9 @@ class KServeCloud(Cloud):
         self._timeout_error = httpx.TimeoutException
         self._connect_error = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError)
         self.client = client or httpx.Client(timeout=httpx.Timeout(self.timeout))
+        quiet = logging.getLogger("httpx")
+        if quiet.level == logging.NOTSET:  # one INFO line per request would drown the run's own log
+            quiet.setLevel(logging.WARNING)
         self.output_kind = interface.output
         self.name = m.group(2)
         self.metadata = self._call("GET", self.url)
@@ -126,7 +130,7 @@ class KServeCloud(Cloud):
             time.sleep(wait)
         self._last = time.monotonic()
 
-    def _call(self, method: str, url: str, body: Optional[dict] = None) -> dict:
+    def _call(self, method: str, url: str, body: Optional[bytes] = None) -> dict:
         """One request, retried with backoff; the JSON answer, or :class:`CloudServiceError`."""
         problem = "no attempt"
         for attempt in range(self.retries + 1):
@@ -135,7 +139,8 @@ class KServeCloud(Cloud):
             self._throttle()
             self.requests += 1
             try:
-                r = self.client.request(method, url, json=body)
+                r = self.client.request(method, url, content=body,
+                                        headers={"Content-Type": "application/json"} if body else None)
             except self._timeout_error:
                 problem = f"no answer within {self.timeout:g} s (server too slow)"
                 continue
@@ -157,10 +162,7 @@ class KServeCloud(Cloud):
 
     def _scores(self, images: torch.Tensor) -> np.ndarray:
         x = self.interface.preprocess(images).numpy().astype(np.float32, copy=False)
-        body = {"inputs": [{"name": self.input_name, "shape": list(x.shape), "datatype": "FP32",
-                            "data": x.ravel().tolist()}],
-                "outputs": [{"name": self.output_name}]}
-        ans = self._call("POST", self.url + "/infer", body)
+        ans = self._call("POST", self.url + "/infer", infer_body(x, self.input_name, self.output_name))
         outs = {o.get("name"): o for o in ans.get("outputs") or [] if isinstance(o, dict)}
         out = outs.get(self.output_name) or (next(iter(outs.values())) if len(outs) == 1 else None)
         if out is None:
@@ -175,6 +177,23 @@ class KServeCloud(Cloud):
     def _logits(self, images: torch.Tensor) -> np.ndarray:
         parts = [self._scores(images[s:s + self.request_batch]) for s in range(0, len(images), self.request_batch)]
         return np.concatenate(parts)
+
+
+def infer_body(x: np.ndarray, input_name: str, output_name: str) -> bytes:
+    """The JSON body of an inference request: one FP32 tensor, 9 significant digits (exact for float32).
+
+    Formatting the numbers with ``%.9g`` is about 6x faster than ``json.dumps`` of Python floats
+    (which writes 17 digits) and a third shorter.
+
+    Example:
+        >>> json.loads(infer_body(np.array([[0.1, 1.0]], np.float32), "in", "out"))["inputs"][0]["data"]
+        [0.100000001, 1]
+    """
+    head = json.dumps({"name": input_name, "shape": list(x.shape), "datatype": "FP32"})[:-1]
+    flat = x.ravel().tolist()
+    data = ",".join(["%.9g"] * len(flat)) % tuple(flat)
+    outputs = json.dumps([{"name": output_name}])
+    return f'{{"inputs": [{head}, "data": [{data}]}}], "outputs": {outputs}}}'.encode()
 
 
 def _error_text(r: Any) -> str:
