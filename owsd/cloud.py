@@ -9,7 +9,14 @@ output vector per image (probabilities, as a cloud API would).  Implementations:
   exported to ONNX once and cached;
 * :class:`TinyCloud` is a small fixed random CNN with 1,000 outputs, for tests.
 
-:func:`truncate_topk` keeps the top-k of an output vector, to study the output size.
+* your own model, :func:`make_cloud` on a source (:mod:`owsd.cloud_sources`: ``PATH.onnx``,
+  ``MODULE:CALLABLE``, a KServe V2 URL).
+
+Every cloud has a :attr:`Cloud.digest` (a hash of the model itself: the output cache's key),
+counts the images it answers (``queries``) and says whether it returns logits or probabilities.
+:func:`fit_cloud` puts a bilinear resize (:class:`ResizedCloud`) in front of a model of another
+input size, or refuses it.  :func:`truncate_topk` keeps the top-k of an output vector, to study
+the output size.
 
 Example:
     >>> import torch

@@ -7,6 +7,7 @@ minimal Flask implementation of the protocol's endpoints, run as a separate proc
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -119,7 +120,7 @@ def _run(tmp_path, cloud: str, out: str, *extra: str) -> int:
 
 
 @pytest.mark.slow  # about 60 s on an idle 2-core machine (three runs, three server starts)
-def test_run_through_the_server_equals_the_onnx_file_and_resumes_after_a_kill(model, tmp_path, capsys):
+def test_run_through_the_server_equals_the_onnx_file_and_resumes_after_a_kill(model, tmp_path, capsys, caplog):
     image_folder(tmp_path / "pets", per_class=50, size=8)  # 70 train + 30 test images
     t0 = time.perf_counter()
     assert _run(tmp_path, str(model), "local") == 0, capsys.readouterr().err
@@ -139,9 +140,10 @@ def test_run_through_the_server_equals_the_onnx_file_and_resumes_after_a_kill(mo
     revived = Server(model, "--port", port)  # the same endpoint: the cache key holds
     try:
         t0 = time.perf_counter()
-        assert _run(tmp_path, revived.url, "remote") == 0, capsys.readouterr().err
+        with caplog.at_level(logging.INFO, logger="owsd.pipeline"):
+            assert _run(tmp_path, revived.url, "remote") == 0, capsys.readouterr().err
         t_remote = time.perf_counter() - t0
-        assert "read 70 of 70 cloud outputs from cache" in capsys.readouterr().err
+        assert "read 70 of 70 cloud outputs from cache" in caplog.text
     finally:
         revived.stop()
     local = json.loads((tmp_path / "local" / "results.json").read_text())
