@@ -100,7 +100,7 @@ BATTERY = [
     ("run-key-and-seed", lambda d: ["run", "--key", str(d / "k.key"), "--seed", "1"], "--key and --seed are exclusive"),
     ("dataset-unknown", lambda d: ["run", "--dataset", "imagenet21k"], "imagenet21k: neither a built-in dataset"),
     ("data-dir-without-dataset", lambda d: ["run", "--data-dir", str(d)], "dataset 'digits' is built in and reads no folder"),
-    ("cloud-unknown", lambda d: ["run", "--cloud", "gpt"], "'gpt': expected tiny, efficientnet-lite0, a PATH.onnx"),
+    ("cloud-unknown", lambda d: ["run", "--cloud", "gpt"], "'gpt': expected efficientnet-lite0, tiny, a PATH.onnx"),
     ("cloud-onnx-missing", lambda d: ["run", "--cloud", str(d / "m.onnx")], "m.onnx: does not exist"),
     ("cloud-url-bad", lambda d: ["run", "--cloud", "http://h:1/models/x"], "expected http://HOST:PORT/v2/models/NAME"),
     ("dataset-no-dir", lambda d: ["run", "--dataset", "mnist"], "needs --data-dir"),
@@ -116,7 +116,7 @@ BATTERY = [
     ("in-missing", lambda d: [*SCR, "--key", *_s(d, "k.key"), "--in", *_s(d, "nope.npy"), "--out", *_s(d, "o.npy")],
      "nope.npy: does not exist"),
     ("in-dir", lambda d: [*SCR, "--key", *_s(d, "k.key"), "--in", *_s(d, "dir"), "--out", *_s(d, "o.npy")],
-     "is a directory, expected a file"),
+     "a folder; --embeddings reads a .npy or .npz"),
     *[(f"in-{name}", (lambda name: lambda d: [*SCR, "--key", *_s(d, "k.key"), "--in", str(d / f"{name}.npy"),
                                               "--out", *_s(d, "o.npy")])(name), msg) for name, msg in [
         ("empty", "holds no rows"), ("complex", "complex"), ("object", "object"),
