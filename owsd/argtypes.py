@@ -222,3 +222,14 @@ def float_list(text: str) -> tuple[float, ...]:
     if len(vals) not in (1, 3):
         raise argparse.ArgumentTypeError(f"expected one number or three, comma-separated, got {text!r}")
     return vals
+
+
+def transmit_format(text: str) -> str:
+    """``float32``, ``png8`` or ``jpeg:Q`` (:mod:`owsd.transmission`)."""
+    from owsd.transmission import parse_format
+
+    try:
+        parse_format(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text

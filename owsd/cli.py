@@ -62,7 +62,8 @@ def _cmd_run(a: argparse.Namespace) -> int:
     if a.cloud == "none":
         raise UsageError("--cloud none: `owsd run` measures the utility through a cloud; name one")
     cfg = RunConfig(out=a.out, dataset=a.dataset, data_dir=a.data_dir, image_size=a.image_size, cloud=a.cloud,
-                    cloud_options=cloud_options(a), cloud_resize=a.cloud_resize, output_sizes=a.output_sizes,
+                    cloud_options=cloud_options(a), cloud_resize=a.cloud_resize, transmit=a.transmit,
+                    output_sizes=a.output_sizes,
                     n_train=a.train, n_test=a.test, key=a.key, seed=a.seed, preset=a.preset or "default",
                     spec=a.spec, encoder=a.encoder, classifier=a.classifier, decoder=a.decoder, epochs=a.epochs,
                     cache_dir=a.cache_dir, device=a.device, verbose=not a.quiet)
@@ -157,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="the scheme end to end: utility vs cloud output size")
     add_data_options(r)
     add_cloud_options(r)
+    r.add_argument("--transmit", type=argtypes.transmit_format, default="float32",
+                   help="how the scrambled images travel: float32 (default), png8, or jpeg:Q (quality 1..100)")
     r.add_argument("--output-sizes", type=argtypes.int_list, default=(10, 100, 1000), help="e.g. 10,100,1000")
     r.add_argument("--train", type=argtypes.positive_int, help="training images (default: all)")
     r.add_argument("--test", type=argtypes.positive_int, help="test images (default: all)")

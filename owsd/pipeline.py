@@ -48,6 +48,7 @@ from owsd.presets import get_preset
 from owsd.scrambler import Scrambler
 from owsd.spec import ScramblerSpec
 from owsd.stats import wilson_interval
+from owsd.transmission import parse_format, transmit
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ class RunConfig:
     cloud_options: Optional[dict] = None
     #: a cloud of another input size: ``bilinear`` (resize, as a service would) or ``refuse``
     cloud_resize: str = "bilinear"
+    #: how the scrambled images travel: ``float32``, ``png8`` or ``jpeg:Q`` (:mod:`owsd.transmission`)
+    transmit: str = "float32"
     output_sizes: tuple[int, ...] = (10, 100, 1000)
     n_train: Optional[int] = None
     n_test: Optional[int] = None
@@ -96,7 +99,7 @@ def resolve_key(cfg: RunConfig) -> Key:
 
 
 def scramble_and_query(scrambler: Scrambler, cloud: Cloud, embeddings: np.ndarray, *,
-                       batch_size: int = 64) -> tuple[np.ndarray, float, float]:
+                       batch_size: int = 64, transmit_format: str = "float32") -> tuple[np.ndarray, float, float]:
     """Scramble ``embeddings`` batch by batch and send each batch to the cloud (float32 images).
 
     Returns ``(probabilities (N, K), scramble seconds, cloud seconds)``.  Cached and uncached
@@ -111,7 +114,7 @@ def scramble_and_query(scrambler: Scrambler, cloud: Cloud, embeddings: np.ndarra
         with torch.no_grad():
             img = scrambler(torch.from_numpy(embeddings[s:s + batch_size]).to(scrambler.device))
         t1 = time.perf_counter()
-        probs.append(cloud.predict(img.cpu(), batch_size=batch_size, verbose=False))
+        probs.append(cloud.predict(transmit(img.cpu(), transmit_format), batch_size=batch_size, verbose=False))
         t_s += t1 - t0
         t_c += time.perf_counter() - t1
     return np.concatenate(probs), t_s, t_c
@@ -127,7 +130,8 @@ class CloudOutputCache:
         return self.dir / f"chunk_{start:08d}.npz"
 
     def query(self, scrambler: Scrambler, cloud: Cloud, embeddings: np.ndarray, *,
-              batch_size: int = 64, verbose: bool = True) -> tuple[np.ndarray, dict[str, float]]:
+              batch_size: int = 64, verbose: bool = True,
+              transmit_format: str = "float32") -> tuple[np.ndarray, dict[str, float]]:
         """Outputs for all embeddings; chunks already on disk are read, not recomputed."""
         n = len(embeddings)
         parts, secs = [], {"scramble": 0.0, "cloud": 0.0}
@@ -147,7 +151,8 @@ class CloudOutputCache:
                         continue
                 except (ValueError, KeyError):
                     log.warning("recomputing unreadable cache chunk %s", path)
-            p, t_s, t_c = scramble_and_query(scrambler, cloud, embeddings[start:stop], batch_size=batch_size)
+            p, t_s, t_c = scramble_and_query(scrambler, cloud, embeddings[start:stop], batch_size=batch_size,
+                                             transmit_format=transmit_format)
             save_npz(path, probs=p, scramble_s=np.float64(t_s), cloud_s=np.float64(t_c))
             parts.append(p)
             secs["scramble"] += t_s
@@ -157,21 +162,24 @@ class CloudOutputCache:
         return np.concatenate(parts), secs
 
 
-def cache_tag(split: str, ds: ImageDataset, enc: Encoder, key: Key, cloud: Cloud) -> str:
+def cache_tag(split: str, ds: ImageDataset, enc: Encoder, key: Key, cloud: Cloud,
+              transmit_format: str = "float32") -> str:
     """Directory name of a split's cached cloud outputs: dataset content, encoder, key fingerprint, cloud.
 
     The cloud enters by :attr:`~owsd.cloud.Cloud.digest`, a hash of the model itself (weights,
     file bytes, or endpoint and reported version), never by its name alone.
     """
     raw = f"{ds.name}|{split}|{ds.digest()}|{enc.digest()}|{key.fingerprint}|{cloud.digest}|{cloud.num_outputs}"
+    if transmit_format != "float32":
+        raw += f"|{transmit_format}"
     safe = lambda t: re.sub(r"[^A-Za-z0-9._-]", "_", t)[:40]  # noqa: E731 - names of user data and models
     return f"{safe(ds.name)}-{split}-{key.fingerprint}-{safe(cloud.name)}-" + hashlib.sha256(raw.encode()).hexdigest()[:12]
 
 
 def cloud_outputs(split: str, ds: ImageDataset, encoder: Encoder, key: Key, cloud: Cloud, *,
                   embeddings: Optional[np.ndarray] = None, cache_dir: Optional[str | Path] = None,
-                  device: str = "cpu", batch_size: int = 64,
-                  verbose: bool = True) -> tuple[np.ndarray, dict[str, float]]:
+                  device: str = "cpu", batch_size: int = 64, verbose: bool = True,
+                  transmit_format: str = "float32") -> tuple[np.ndarray, dict[str, float]]:
     """The cloud's outputs for a split's scrambled embeddings, through the on-disk cache.
 
     Returns ``(probabilities (N, K), seconds {"scramble", "cloud"})``; the seconds of cached
@@ -183,8 +191,9 @@ def cloud_outputs(split: str, ds: ImageDataset, encoder: Encoder, key: Key, clou
     if len(e) != len(ds):
         raise ValueError(f"{len(e)} embeddings for the {len(ds)} images of {ds.name!r} {split}: "
                          "outputs would be cached under the wrong tag")
-    return CloudOutputCache(root, cache_tag(split, ds, encoder, key, cloud)).query(
-        Scrambler(key, device=device), cloud, e, batch_size=batch_size, verbose=verbose)
+    return CloudOutputCache(root, cache_tag(split, ds, encoder, key, cloud, transmit_format)).query(
+        Scrambler(key, device=device), cloud, e, batch_size=batch_size, verbose=verbose,
+        transmit_format=transmit_format)
 
 
 @dataclass(frozen=True)
@@ -252,8 +261,8 @@ def _score(pred: np.ndarray, labels: np.ndarray) -> tuple[float, list[float]]:
 
 
 def _outputs(ch: Channel, cloud: Cloud, train: ImageDataset, test: ImageDataset, etr, ete, *,
-             cache_dir: Optional[str | Path], batch_size: int, device: str,
-             verbose: bool) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+             cache_dir: Optional[str | Path], batch_size: int, device: str, verbose: bool,
+             transmit_format: str = "float32") -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """The cloud's outputs for both splits as the channel sends them, and the seconds spent.
 
     The scheme sending float32 (an :class:`OwsdChannel`): each split's embeddings scrambled by a
@@ -262,15 +271,20 @@ def _outputs(ch: Channel, cloud: Cloud, train: ImageDataset, test: ImageDataset,
     """
     if isinstance(ch, OwsdChannel) and not ch.transmit_uint8:
         if cache_dir is not None:
-            q = dict(cache_dir=cache_dir, device=device, batch_size=batch_size, verbose=verbose)
+            q = dict(cache_dir=cache_dir, device=device, batch_size=batch_size, verbose=verbose,
+                     transmit_format=transmit_format)
             ptr, s_tr = cloud_outputs("train", train, ch.encoder, ch.key, cloud, embeddings=etr, **q)
             pte, s_te = cloud_outputs("test", test, ch.encoder, ch.key, cloud, embeddings=ete, **q)
             return ptr, pte, {k: s_tr[k] + s_te[k] for k in ("scramble", "cloud")}
-        ptr, s_tr, c_tr = scramble_and_query(Scrambler(ch.key, device=device), cloud, etr, batch_size=batch_size)
-        pte, s_te, c_te = scramble_and_query(Scrambler(ch.key, device=device), cloud, ete, batch_size=batch_size)
+        q = dict(batch_size=batch_size, transmit_format=transmit_format)
+        ptr, s_tr, c_tr = scramble_and_query(Scrambler(ch.key, device=device), cloud, etr, **q)
+        pte, s_te, c_te = scramble_and_query(Scrambler(ch.key, device=device), cloud, ete, **q)
         return ptr, pte, {"scramble": s_tr + s_te, "cloud": c_tr + c_te}
     if cache_dir is not None:
         raise ValueError(f"cache_dir caches the float32 outputs of an OwsdChannel; channel {ch.name!r} is not one")
+    if transmit_format != "float32":
+        raise ValueError(f"a transmission format ({transmit_format}) applies to the scheme's float32 images; channel "
+                         f"{ch.name!r} sends its own")
     t0 = time.perf_counter()
     str_, ste = ch.scramble_images(train.images), ch.scramble_images(test.images)
     t1 = time.perf_counter()
@@ -282,7 +296,8 @@ def _outputs(ch: Channel, cloud: Cloud, train: ImageDataset, test: ImageDataset,
 def measure_utility(*, train: ImageDataset, test: ImageDataset, channel: Channel | Callable, cloud: Cloud,
                     output_sizes: Sequence[int] = (10, 100, 1000), classifier: str = "mlp", epochs: int = 30,
                     decoder: str = "embedding", device: str = "cpu", cache_dir: Optional[str | Path] = None,
-                    batch_size: int = 64, verbose: bool = False) -> UtilityMeasurement:
+                    batch_size: int = 64, verbose: bool = False,
+                    transmit_format: str = "float32") -> UtilityMeasurement:
     """The scheme's utility: accuracy of the internal model from the cloud's output (``owsd run``, the audit).
 
     ``channel`` is a :class:`~owsd.channel.Channel` (the scheme: an
@@ -319,8 +334,9 @@ def measure_utility(*, train: ImageDataset, test: ImageDataset, channel: Channel
     etr = ch.embed(train.images) if has_emb else None
     ete = ch.embed(test.images) if has_emb else None
     secs["embed"] = time.perf_counter() - t0
+    parse_format(transmit_format)
     ptr, pte, s = _outputs(ch, cloud, train, test, etr, ete, cache_dir=cache_dir, batch_size=batch_size,
-                           device=device, verbose=verbose)
+                           device=device, verbose=verbose, transmit_format=transmit_format)
     secs.update(s)
 
     kw = dict(kind=classifier, epochs=epochs, device=device, verbose=verbose)
@@ -354,7 +370,7 @@ def measure_utility(*, train: ImageDataset, test: ImageDataset, channel: Channel
     secs["total"] = time.perf_counter() - t_all
     return UtilityMeasurement(n_train=len(train), n_test=len(test), num_classes=train.num_classes,
                               output_sizes=sizes, decoder=decoder,
-                              transmitted="uint8" if ch.transmit_uint8 else "float32", accuracy=a,
+                              transmitted="uint8" if ch.transmit_uint8 else transmit_format, accuracy=a,
                               accuracy_ci95=ci, decoder_test_r2=r2, seconds=secs,
                               chance=majority_chance(train.labels, test.labels))
 
@@ -377,6 +393,7 @@ def check_config(cfg: RunConfig) -> None:
 def run_pipeline(cfg: RunConfig) -> dict:
     """Run the scheme end to end and write ``results.json`` and ``utility.png`` to ``cfg.out``."""
     check_config(cfg)
+    parse_format(cfg.transmit)
     out = Path(cfg.out)
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
     train, test = utility_split(cfg.dataset, cfg.data_dir, n_train=cfg.n_train, n_test=cfg.n_test,
@@ -398,7 +415,8 @@ def run_pipeline(cfg: RunConfig) -> dict:
     encoder.save(out / "encoder.npz")
     m = measure_utility(train=train, test=test, channel=OwsdChannel(key, encoder, device=cfg.device), cloud=cloud,
                         output_sizes=sizes, classifier=cfg.classifier, epochs=cfg.epochs, decoder=cfg.decoder,
-                        device=cfg.device, cache_dir=cache_root, batch_size=cfg.batch_size, verbose=cfg.verbose)
+                        device=cfg.device, cache_dir=cache_root, batch_size=cfg.batch_size, verbose=cfg.verbose,
+                        transmit_format=cfg.transmit)
     seconds = {"encode": t_fit + m.seconds["embed"], "scramble": m.seconds["scramble"], "cloud": m.seconds["cloud"],
                "internal": m.seconds["internal"], "baselines": m.seconds["baselines"]}
     n_all = len(train) + len(test)
