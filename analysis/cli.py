@@ -12,9 +12,7 @@ Example:
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -34,25 +32,9 @@ def _names(text: str) -> tuple[str, ...]:
 
 def load_scrambler(ref: str):
     """``module:callable`` -> the callable (clear errors)."""
-    mod, sep, attr = ref.partition(":")
-    if not sep or not mod or not attr:
-        raise ValueError(f"--scrambler expects MODULE:CALLABLE, got {ref!r}")
-    if os.getcwd() not in sys.path and "" not in sys.path:  # `owsd` (a console script) lacks the current folder
-        sys.path.append(os.getcwd())
-    try:
-        m = importlib.import_module(mod)
-    except ImportError as exc:
-        raise ValueError(f"--scrambler: cannot import module {mod!r} ({exc})") from None
-    except SyntaxError as exc:
-        raise ValueError(f"--scrambler: module {mod!r} does not compile ({exc})") from None
-    obj = m
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ValueError(f"--scrambler: {mod!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise ValueError(f"--scrambler: {ref} is not callable")
-    return obj
+    from owsd.cloud_sources import import_object
+
+    return import_object(ref, option="--scrambler")
 
 
 def _target(a: argparse.Namespace):
@@ -76,8 +58,11 @@ def _cmd_audit(a: argparse.Namespace) -> int:
     from analysis.audit import AuditConfig, run_audit
 
     target = _target(a)
-    cfg = AuditConfig(out=a.out, dataset=a.dataset, data_dir=a.data_dir,
-                      cloud=None if a.cloud == "none" else a.cloud, budget=a.budget, seed=a.attack_seed,
+    from owsd.cli_options import cloud_options
+
+    cfg = AuditConfig(out=a.out, dataset=a.dataset, data_dir=a.data_dir, image_size=a.image_size,
+                      cloud=None if a.cloud == "none" else a.cloud, cloud_options=cloud_options(a),
+                      cloud_resize=a.cloud_resize, budget=a.budget, seed=a.attack_seed,
                       only=a.only, exclude=a.exclude or (), utility=not a.no_utility, device=a.device,
                       verbose=not a.quiet, threads=a.threads, command=command_line(a))
     rep = run_audit(target, cfg, restart=a.restart)
@@ -160,8 +145,8 @@ def _cmd_calibrate(a: argparse.Namespace) -> int:
 def command_line(a: argparse.Namespace) -> str:
     """The ``owsd audit`` command equivalent to parsed arguments ``a`` (for the report)."""
     parts = ["owsd", "audit"]
-    for opt in ("key", "spec", "preset", "scrambler", "name", "seed", "dataset", "data_dir", "cloud", "budget",
-                "out", "attack_seed", "threads", "device"):
+    for opt in ("key", "spec", "preset", "scrambler", "name", "seed", "dataset", "data_dir", "image_size", "cloud",
+                "budget", "out", "attack_seed", "threads", "device"):
         v = getattr(a, opt, None)
         if v is not None and not (opt == "device" and v == "cpu"):
             parts += ["--" + opt.replace("_", "-"), str(v)]
@@ -176,6 +161,7 @@ def command_line(a: argparse.Namespace) -> str:
 def register(sub: argparse._SubParsersAction) -> None:
     from owsd import argtypes
     from owsd.cli import key_is_fixed
+    from owsd.cli_options import add_cloud_options, add_data_options
     from owsd.cloud import CLOUD_NAMES
     from owsd.data import DATASETS
 
@@ -193,9 +179,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="name of a --scrambler target in the report")
     p.add_argument("--seed", type=argtypes.nonnegative_int, help="derive the key of --spec/--preset from this "
                                                                   "seed (NOT secret; lets an interrupted audit resume)")
-    p.add_argument("--dataset", default="digits", choices=DATASETS)
-    p.add_argument("--data-dir", type=argtypes.input_dir, help="folder holding the dataset (not needed for digits)")
-    p.add_argument("--cloud", default="tiny", choices=(*CLOUD_NAMES, "none"))
+    add_data_options(p)
+    add_cloud_options(p, allow_none=True)
     p.add_argument("--budget", default="smoke", choices=("smoke", "standard", "full"))
     p.add_argument("--out", type=argtypes.output_dir, default=Path("owsd-audit"),
                    help="run directory (resumed if it exists)")

@@ -120,7 +120,7 @@ class Victim:
               preset: Optional[str] = None, spec: Optional[ScramblerSpec] = None, seed: Optional[int] = None,
               channel: Optional[Channel] = None, cloud: Optional[str | Cloud] = None, n_private: int = 256,
               n_public: int = 512, n_heldout: int = 128, encoder: str = "pca", split_seed: int = 0,
-              n_fit: int = 10000, device: str = "cpu") -> "Victim":
+              n_fit: int = 10000, device: str = "cpu", image_size: Optional[int] = None) -> "Victim":
         """A victim on ``dataset``: encoder fitted on the victim's own training images.
 
         The training split is cut into the victim's private images (scrambled and sent) and a
@@ -128,9 +128,11 @@ class Victim:
         encoder is fitted on the private images plus the victim's other training images, at
         most ``n_fit`` in all (the public pool is never used).
         ``channel`` replaces the OWSD scheme by any other channel (controls, other schemes).
-        ``cloud`` is a cloud name or an already built :class:`~owsd.cloud.Cloud` (shared).
+        ``cloud`` is a cloud name or source (:func:`owsd.cloud.make_cloud`) or an already built
+        :class:`~owsd.cloud.Cloud` (shared).  ``dataset`` is a built-in name or a path to your own
+        data (:func:`owsd.data.load_splits`); ``image_size`` resizes its images.
         """
-        train, test = load_splits(dataset, data_dir)
+        train, test = load_splits(dataset, data_dir, image_size=image_size)
         rng = np.random.default_rng(split_seed)
         perm = rng.permutation(len(train))
         if n_private + n_public > len(train):
@@ -148,7 +150,7 @@ class Victim:
             fit_on = np.concatenate([private.flat(), rest.flat()]) if n_rest else private.flat()
             enc = make_encoder(encoder, key.spec.embedding_dim).fit(fit_on)
             channel = OwsdChannel(key, enc, device=device)
-        return cls(dataset=dataset, channel=channel, private=private, public=public, heldout=heldout,
+        return cls(dataset=str(dataset), channel=channel, private=private, public=public, heldout=heldout,
                    cloud=(make_cloud(cloud) if isinstance(cloud, str) else cloud) if cloud else None)
 
     # --- cached ground truth ---------------------------------------------------------

@@ -150,3 +150,86 @@ def input_dir(text: str) -> Path:
     if not p.is_dir():
         raise argparse.ArgumentTypeError(f"{text}: not a directory")
     return p
+
+
+def input_path(text: str) -> Path:
+    """An existing regular file or directory (images: a file, or a folder of them)."""
+    p = Path(text)
+    if p.is_dir():
+        if not os.access(p, os.R_OK | os.X_OK):
+            raise argparse.ArgumentTypeError(f"{text}: permission denied")
+        return p
+    return input_file(text)
+
+
+def dataset_source(text: str) -> str:
+    """A built-in dataset name, or an existing folder (one subfolder per class) or ``.npz``."""
+    from owsd.data import DATASETS
+
+    if text in DATASETS:
+        return text
+    p = Path(text)
+    if p.is_dir() or (p.is_file() and p.suffix.lower() == ".npz"):
+        if not os.access(p, os.R_OK):
+            raise argparse.ArgumentTypeError(f"{text}: permission denied")
+        return text
+    if p.exists():
+        raise argparse.ArgumentTypeError(f"{text}: not a dataset (expected a folder of class subfolders or an "
+                                         ".npz with x and y)")
+    raise argparse.ArgumentTypeError(f"{text}: neither a built-in dataset ({', '.join(DATASETS)}) nor an existing "
+                                     "folder or .npz")
+
+
+def cloud_source(text: str) -> str:
+    """A built-in cloud name, an existing ``PATH.onnx``, ``MODULE:CALLABLE`` or a KServe V2 URL."""
+    from owsd.cloud import CLOUD_NAMES
+    from owsd.cloud_sources import is_cloud_source
+
+    if text in CLOUD_NAMES or text == "none":
+        return text
+    if text.lower().endswith(".onnx"):
+        input_file(text)
+        return text
+    if text.startswith(("http://", "https://")):
+        import re
+
+        if not re.match(r"^https?://[^/]+/v2/models/[^/]+(/versions/[^/]+)?/?$", text):
+            raise argparse.ArgumentTypeError(f"{text}: expected http://HOST:PORT/v2/models/NAME[/versions/V]")
+        return text
+    if is_cloud_source(text):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}: expected {', '.join(CLOUD_NAMES)}, a PATH.onnx, MODULE:CALLABLE or "
+                                     "http://HOST:PORT/v2/models/NAME")
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (seconds, rates, scales)."""
+    try:
+        v = float(str(text).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return v
+
+
+def float_list(text: str) -> tuple[float, ...]:
+    """One number or three, comma-separated (per-channel mean or std)."""
+    try:
+        vals = tuple(float(v) for v in str(text).split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected one number or three, comma-separated, got {text!r}") from None
+    if len(vals) not in (1, 3):
+        raise argparse.ArgumentTypeError(f"expected one number or three, comma-separated, got {text!r}")
+    return vals
+
+
+def transmit_format(text: str) -> str:
+    """``float32``, ``png8`` or ``jpeg:Q`` (:mod:`owsd.transmission`)."""
+    from owsd.transmission import parse_format
+
+    try:
+        parse_format(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text

@@ -57,7 +57,13 @@ def _cmd_run(a: argparse.Namespace) -> int:
 
     if a.key is not None and a.seed is not None:
         raise UsageError("--key and --seed are exclusive (--seed derives a key)")
-    cfg = RunConfig(out=a.out, dataset=a.dataset, data_dir=a.data_dir, cloud=a.cloud, output_sizes=a.output_sizes,
+    from owsd.cli_options import cloud_options
+
+    if a.cloud == "none":
+        raise UsageError("--cloud none: `owsd run` measures the utility through a cloud; name one")
+    cfg = RunConfig(out=a.out, dataset=a.dataset, data_dir=a.data_dir, image_size=a.image_size, cloud=a.cloud,
+                    cloud_options=cloud_options(a), cloud_resize=a.cloud_resize, transmit=a.transmit,
+                    output_sizes=a.output_sizes,
                     n_train=a.train, n_test=a.test, key=a.key, seed=a.seed, preset=a.preset or "default",
                     spec=a.spec, encoder=a.encoder, classifier=a.classifier, decoder=a.decoder, epochs=a.epochs,
                     cache_dir=a.cache_dir, device=a.device, verbose=not a.quiet)
@@ -99,7 +105,14 @@ def _cmd_scramble(a: argparse.Namespace) -> int:
 
     key = Key.load(a.key)
     scr = Scrambler(key)
-    arr = read_array(a.inp)
+    if a.embeddings:
+        if a.inp.is_dir():
+            raise UsageError(f"--in {a.inp}: a folder; --embeddings reads a .npy or .npz of embeddings")
+        arr = read_array(a.inp)
+    else:
+        from owsd.userdata import load_images
+
+        arr = load_images(a.inp, image_size=a.image_size)
     if arr.ndim == 0 or arr.shape[0] == 0:
         raise UsageError(f"--in {a.inp}: holds no rows (shape {arr.shape}): nothing to scramble")
     if a.embeddings:
@@ -110,7 +123,12 @@ def _cmd_scramble(a: argparse.Namespace) -> int:
         if a.encoder is None:
             raise UsageError("images need --encoder ENCODER.npz (or pass --embeddings)")
         enc = Encoder.load(a.encoder)
-        emb = enc.encode(as_image_batch(arr, name=f"--in {a.inp}").reshape(len(arr), -1).numpy())
+        x = as_image_batch(arr, name=f"--in {a.inp}")
+        if x[0].numel() != enc.input_dim:
+            raise UsageError(f"--in {a.inp}: images of shape {tuple(x.shape[1:])} ({x[0].numel()} values) but the "
+                             f"encoder {a.encoder} was fitted on images of {enc.input_dim} values (same channels and "
+                             "size as its training images; --image-size N resizes)")
+        emb = enc.encode(x.reshape(len(x), -1).numpy())
     if a.uint8:
         levels = scr.signal_grey_levels(emb)
         if levels < 1.0:
@@ -130,8 +148,7 @@ def _cmd_scramble(a: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from owsd import __version__
-    from owsd.cloud import CLOUD_NAMES
-    from owsd.data import DATASETS
+    from owsd.cli_options import add_cloud_options, add_data_options
 
     p = OneLineArgumentParser(prog="owsd", description="One Way Scrambling by Deconvolution: scheme, attacks, audits")
     p.add_argument("--version", action="version", version=f"owsd-toolkit {__version__}")
@@ -139,9 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     r = sub.add_parser("run", help="the scheme end to end: utility vs cloud output size")
-    r.add_argument("--dataset", default="digits", choices=DATASETS)
-    r.add_argument("--data-dir", type=argtypes.input_dir, help="folder holding the dataset (not needed for digits)")
-    r.add_argument("--cloud", default="tiny", choices=CLOUD_NAMES)
+    add_data_options(r)
+    add_cloud_options(r)
+    r.add_argument("--transmit", type=argtypes.transmit_format, default="float32",
+                   help="how the scrambled images travel: float32 (default), png8, or jpeg:Q (quality 1..100)")
     r.add_argument("--output-sizes", type=argtypes.int_list, default=(10, 100, 1000), help="e.g. 10,100,1000")
     r.add_argument("--train", type=argtypes.positive_int, help="training images (default: all)")
     r.add_argument("--test", type=argtypes.positive_int, help="test images (default: all)")
@@ -171,8 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("scramble", help="scramble images (or embeddings) with a key: the client's job")
     s.add_argument("--key", type=argtypes.input_file, required=True)
-    s.add_argument("--in", dest="inp", type=argtypes.input_file, required=True,
-                   help=".npy of images (N,C,H,W)/(N,H,W) or embeddings")
+    s.add_argument("--in", dest="inp", type=argtypes.input_path, required=True,
+                   help="images: an image file, a folder of images, .npy (N,C,H,W)/(N,H,W) or .npz (x: N,H,W[,C]); "
+                        "or embeddings (.npy) with --embeddings")
+    s.add_argument("--image-size", type=argtypes.positive_int,
+                   help="resize the images to NxN first (to the size the encoder was fitted on)")
     s.add_argument("--out", type=argtypes.output_file, required=True)
     s.add_argument("--embeddings", action="store_true", help="INPUT holds embeddings (N, embedding_dim)")
     s.add_argument("--encoder", type=argtypes.input_file, help="encoder .npz (from `owsd run`) for image input")

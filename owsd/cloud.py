@@ -9,7 +9,14 @@ output vector per image (probabilities, as a cloud API would).  Implementations:
   exported to ONNX once and cached;
 * :class:`TinyCloud` is a small fixed random CNN with 1,000 outputs, for tests.
 
-:func:`truncate_topk` keeps the top-k of an output vector, to study the output size.
+* your own model, :func:`make_cloud` on a source (:mod:`owsd.cloud_sources`: ``PATH.onnx``,
+  ``MODULE:CALLABLE``, a KServe V2 URL).
+
+Every cloud has a :attr:`Cloud.digest` (a hash of the model itself: the output cache's key),
+counts the images it answers (``queries``) and says whether it returns logits or probabilities.
+:func:`fit_cloud` puts a bilinear resize (:class:`ResizedCloud`) in front of a model of another
+input size, or refuses it.  :func:`truncate_topk` keeps the top-k of an output vector, to study
+the output size.
 
 Example:
     >>> import torch
@@ -56,19 +63,73 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-class Cloud(abc.ABC):
-    """An image classifier behind an API: images in, output vector (probabilities) out."""
+def _probabilities(scores: np.ndarray, kind: str, name: str) -> np.ndarray:
+    """Probabilities from a model's scores: softmax of logits, or checked probabilities."""
+    scores = scores.astype(np.float64)
+    if not np.isfinite(scores).all():
+        raise ValueError(f"cloud {name!r} returned NaN or infinite scores")
+    if kind == "logits":
+        return _softmax(scores)
+    sums = scores.sum(axis=1)
+    if scores.min() < -1e-6 or np.abs(sums - 1).max() > 1e-3:
+        raise ValueError(f"cloud {name!r} is declared to return probabilities but its rows sum to "
+                         f"{sums.min():.4g}..{sums.max():.4g} (min {scores.min():.4g}); declare output 'logits'")
+    p = np.clip(scores, 0, None)
+    return p / p.sum(axis=1, keepdims=True)
 
-    #: short identifier, part of the output cache key
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def module_digest(module: nn.Module) -> str:
+    """Hash of a torch module's class and weights (its state dict)."""
+    h = hashlib.sha256(f"{type(module).__module__}.{type(module).__qualname__}".encode())
+    for k, v in module.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+class Cloud(abc.ABC):
+    """An image classifier behind an API: images in, output vector (probabilities) out.
+
+    ``queries`` counts the images sent so far (one query per image).
+    """
+
+    #: short identifier, shown in results (the cache key uses :attr:`digest`)
     name: str
     #: spatial input size (H, W)
     input_size: tuple[int, int]
     #: length of the output vector
     num_outputs: int
+    #: what the model returns: ``logits`` (a softmax is applied) or ``probabilities`` (checked)
+    output_kind: str = "logits"
+    #: what the model's cache key hashes, and the preprocessing (set by each implementation)
+    _digest_parts: tuple = ()
+    queries: int = 0
 
     @abc.abstractmethod
     def _logits(self, images: torch.Tensor) -> np.ndarray:
-        """Return logits ``(B, K)`` for a validated float32 batch in ``[0, 1]``."""
+        """Return scores ``(B, K)`` (logits, or probabilities) for a validated float32 batch in ``[0, 1]``."""
+
+    @property
+    def digest(self) -> str:
+        """Hash of the model itself (weights, file bytes or endpoint and version) and its input handling."""
+        if not self._digest_parts:
+            raise NotImplementedError(f"{type(self).__name__} does not say what identifies its model")
+        raw = "|".join(str(p) for p in (type(self).__name__, *self._digest_parts, self.input_size, self.output_kind))
+        return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+    def describe(self) -> dict:
+        """The public description recorded in results: name, kind, digest, sizes, output kind."""
+        return {"name": self.name, "kind": type(self).__name__, "digest": self.digest,
+                "input_size": list(self.input_size), "num_outputs": self.num_outputs, "output": self.output_kind}
 
     def predict(self, images, *, batch_size: int = 64, verbose: bool = True) -> np.ndarray:
         """Output probabilities ``(N, num_outputs)`` (float32) for images in ``[0, 1]``."""
@@ -76,8 +137,13 @@ class Cloud(abc.ABC):
         out = np.empty((x.shape[0], self.num_outputs), dtype=np.float32)
         it = range(0, x.shape[0], batch_size)
         for s in tqdm(it, desc=f"cloud {self.name}", disable=not verbose, unit="batch"):
-            logits = self._logits(x[s:s + batch_size])
-            out[s:s + batch_size] = _softmax(logits.astype(np.float64))
+            scores = np.asarray(self._logits(x[s:s + batch_size]))
+            n = len(x[s:s + batch_size])
+            if scores.shape != (n, self.num_outputs):
+                raise ValueError(f"cloud {self.name!r} answered shape {scores.shape} for {n} images; expected "
+                                 f"({n}, {self.num_outputs})")
+            self.queries += n
+            out[s:s + batch_size] = _probabilities(scores, self.output_kind, self.name)
         return out
 
     def __repr__(self) -> str:
@@ -97,11 +163,14 @@ class TorchCloud(Cloud):
 
     def __init__(self, module: nn.Module, *, name: str, input_size: tuple[int, int],
                  num_outputs: int, preprocess: Optional[Preprocess] = None,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", output_kind: str = "logits",
+                 preprocess_tag: Optional[str] = None) -> None:
         self.module = module.eval().to(device)
         self.name, self.input_size, self.num_outputs = name, tuple(input_size), num_outputs
         self.preprocess = preprocess or (lambda t: t)
         self.device = torch.device(device)
+        self.output_kind = output_kind
+        self._digest_parts = (module_digest(self.module), preprocess_tag or getattr(preprocess, "__qualname__", ""))
 
     def logits_torch(self, images: torch.Tensor) -> torch.Tensor:
         """Differentiable logits for a float batch in ``[0, 1]`` (no validation)."""
@@ -116,7 +185,8 @@ class OnnxCloud(Cloud):
     """A cloud backed by an ONNX model run with onnxruntime (CPU)."""
 
     def __init__(self, path: str | Path, *, name: str, input_size: tuple[int, int],
-                 preprocess: Optional[Preprocess] = None, threads: Optional[int] = None) -> None:
+                 preprocess: Optional[Preprocess] = None, threads: Optional[int] = None,
+                 output_kind: str = "logits", preprocess_tag: Optional[str] = None) -> None:
         import onnxruntime as ort
 
         path = Path(path)
@@ -133,10 +203,14 @@ class OnnxCloud(Cloud):
             raise ValueError(f"cannot load ONNX model {path}: {exc}") from exc
         self.input_name = self.session.get_inputs()[0].name
         out = self.session.get_outputs()[0]
-        self.num_outputs = int(out.shape[-1])
+        k = out.shape[-1] if out.shape else None
+        self.num_outputs = int(k) if isinstance(k, int) else 0  # dynamic: set by whoever opens it
         self.name, self.input_size = name, tuple(input_size)
         self.preprocess = preprocess or (lambda t: t)
         self.path = path
+        self.output_kind = output_kind
+        self.threads = opts.intra_op_num_threads
+        self._digest_parts = (sha256_file(path), preprocess_tag or getattr(preprocess, "__qualname__", ""))
 
     def _logits(self, images: torch.Tensor) -> np.ndarray:
         x = self.preprocess(images).numpy().astype(np.float32, copy=False)
@@ -171,7 +245,8 @@ class TinyCloud(TorchCloud):
 
     def __init__(self, *, input_size: int = 224, num_outputs: int = 1000, device: str = "cpu") -> None:
         super().__init__(TinyNet(num_outputs), name="tiny", input_size=(input_size, input_size),
-                         num_outputs=num_outputs, preprocess=lambda t: (t - 0.5) / 0.25, device=device)
+                         num_outputs=num_outputs, preprocess=lambda t: (t - 0.5) / 0.25, device=device,
+                         preprocess_tag="(x - 0.5) / 0.25")
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -239,12 +314,85 @@ def efficientnet_lite0(*, backend: str = "onnx", cache_dir: Optional[Path] = Non
 
 
 def make_cloud(name: str, **kwargs) -> Cloud:
-    """Build a cloud by name: ``efficientnet-lite0`` (ONNX) or ``tiny``."""
+    """Build a cloud: ``efficientnet-lite0`` (ONNX), ``tiny``, or any source :func:`owsd.cloud_sources.open_cloud` opens.
+
+    A source is a ``PATH.onnx``, ``MODULE:CALLABLE`` or ``http://HOST:PORT/v2/models/NAME``;
+    ``kwargs`` go to the cloud's constructor (or to :func:`~owsd.cloud_sources.open_cloud`).
+    """
     if name == "efficientnet-lite0":
         return efficientnet_lite0(**kwargs)
     if name == "tiny":
         return TinyCloud(**kwargs)
-    raise ValueError(f"unknown cloud {name!r}; expected one of {CLOUD_NAMES}")
+    from owsd.cloud_sources import is_cloud_source, open_cloud
+
+    if isinstance(name, str) and is_cloud_source(name):
+        return open_cloud(name, **kwargs)
+    raise ValueError(f"unknown cloud {name!r}; expected one of {CLOUD_NAMES}, a PATH.onnx, MODULE:CALLABLE "
+                     "or http://HOST:PORT/v2/models/NAME")
+
+
+class ResizedCloud(Cloud):
+    """A cloud behind a front end that resizes every image to the model's input size (bilinear).
+
+    This is what an image service does with an image of another size; the resize is part of
+    the cloud's :attr:`digest` and of :meth:`describe` (``resized_from``).
+    """
+
+    def __init__(self, inner: Cloud, from_size: tuple[int, int]) -> None:
+        self.inner, self.model_size = inner, tuple(inner.input_size)
+        self.name, self.input_size, self.num_outputs = inner.name, tuple(from_size), inner.num_outputs
+        self.output_kind = inner.output_kind
+        self._digest_parts = (inner.digest, "bilinear", self.model_size)
+        if hasattr(inner, "cache_chunk"):  # a served cloud's answers are saved as often behind a resize
+            self.cache_chunk = inner.cache_chunk
+
+    @property
+    def queries(self) -> int:  # type: ignore[override]
+        return self.inner.queries
+
+    def _logits(self, images: torch.Tensor) -> np.ndarray:  # pragma: no cover - predict is overridden
+        raise NotImplementedError
+
+    def resize(self, images: torch.Tensor) -> torch.Tensor:
+        """Bilinear resize to the model's size (antialiased when shrinking), kept in [0, 1]."""
+        shrink = self.model_size[0] < images.shape[2] or self.model_size[1] < images.shape[3]
+        return torch.nn.functional.interpolate(images, size=self.model_size, mode="bilinear", align_corners=False,
+                                               antialias=shrink).clamp(0, 1)
+
+    def predict(self, images, *, batch_size: int = 64, verbose: bool = True) -> np.ndarray:
+        x = as_image_batch(images, channels=3, size=self.input_size)
+        return np.concatenate([self.inner.predict(self.resize(x[s:s + batch_size]), batch_size=batch_size,
+                                                  verbose=False) for s in range(0, len(x), batch_size)])
+
+    def describe(self) -> dict:
+        return {**self.inner.describe(), "digest": self.digest, "resized_from": list(self.input_size),
+                "resize": "bilinear"}
+
+
+def fit_cloud(cloud: Cloud, image_shape: tuple[int, ...], *, resize: str = "bilinear") -> Cloud:
+    """``cloud`` ready for scrambled images of ``image_shape`` ``(C, H, W)``: as is, resized, or refused.
+
+    ``resize="bilinear"`` puts a :class:`ResizedCloud` in front of a model of another input
+    size (and says so in the log); ``"refuse"`` raises a ``ValueError`` with the reason.
+
+    Example:
+        >>> fit_cloud(TinyCloud(input_size=32), (3, 40, 40)).describe()["resized_from"]
+        [40, 40]
+    """
+    c, h, w = (int(v) for v in image_shape)
+    if c != 3:
+        raise ValueError(f"the scrambler makes {c}-channel images; cloud {cloud.name!r} takes 3-channel images")
+    if (h, w) == tuple(cloud.input_size):
+        return cloud
+    if resize == "refuse":
+        raise ValueError(f"the scrambler makes {h}x{w} images but cloud {cloud.name!r} takes "
+                         f"{cloud.input_size[0]}x{cloud.input_size[1]}; refused (--cloud-resize refuse): use a spec "
+                         "whose output matches, or --cloud-resize bilinear to resize as a serving front end would")
+    if resize != "bilinear":
+        raise ValueError(f"cloud resize must be 'bilinear' or 'refuse', got {resize!r}")
+    log.warning("cloud %s takes %dx%d images: the scrambled %dx%d images are resized bilinearly, as an image "
+                "service's front end would", cloud.name, cloud.input_size[0], cloud.input_size[1], h, w)
+    return ResizedCloud(cloud, (h, w))
 
 
 def truncate_topk(probs: np.ndarray, k: int) -> np.ndarray:

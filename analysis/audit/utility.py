@@ -28,8 +28,8 @@ UTILITY_BUDGETS: dict[str, dict] = {
 }
 
 
-def measure_utility(target: AuditTarget, *, dataset: str, data_dir: Optional[str | Path] = None,
-                    cloud: str | Cloud = "tiny", n_train: Optional[int] = 300, n_test: Optional[int] = 200,
+def measure_utility(target: AuditTarget, *, dataset: str | Path, data_dir: Optional[str | Path] = None,
+                    image_size: Optional[int] = None, cloud: str | Cloud = "tiny", n_train: Optional[int] = 300, n_test: Optional[int] = 200,
                     epochs: int = 5, output_sizes: Sequence[int] = (10, 1000), classifier: str = "mlp",
                     device: str = "cpu", verbose: bool = False) -> dict:
     """The scheme's utility table (as ``owsd run``), for any target, without writing the key.
@@ -42,7 +42,7 @@ def measure_utility(target: AuditTarget, *, dataset: str, data_dir: Optional[str
     shares one); output sizes beyond the cloud's outputs are left out.
     """
     t_all = time.perf_counter()
-    train, test = pipeline.utility_split(dataset, data_dir, n_train=n_train, n_test=n_test)
+    train, test = pipeline.utility_split(dataset, data_dir, n_train=n_train, n_test=n_test, image_size=image_size)
     cl = cloud if isinstance(cloud, Cloud) else make_cloud(cloud)
     sizes = tuple(sorted({int(k) for k in output_sizes if 1 <= int(k) <= cl.num_outputs}))
     if not sizes:
@@ -57,7 +57,7 @@ def measure_utility(target: AuditTarget, *, dataset: str, data_dir: Optional[str
     s = m.seconds
     secs = {"scramble": t_channel + s["embed"] + s["scramble"], "cloud": s["cloud"],
             "internal": s["baselines"] + s["internal"], "total": time.perf_counter() - t_all}
-    return {"dataset": dataset, "cloud": cl.name, "n_train": m.n_train, "n_test": m.n_test,
+    return {"dataset": str(dataset), "cloud": cl.name, "cloud_model": cl.describe(), "n_train": m.n_train, "n_test": m.n_test,
             "num_classes": m.num_classes, "chance": m.chance,
             "classifier": {"kind": classifier, "epochs": epochs}, "output_sizes": list(m.output_sizes),
             "decoder": m.decoder, "transmitted": m.transmitted, "accuracy": m.accuracy,
