@@ -190,3 +190,10 @@ def test_real_scheduler_losing_a_worker_gives_the_embedded_frontier(tmp_path):
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait(timeout=10)
+
+
+def test_the_frontier_design_grid_holds_at_least_20_valid_designs_with_reasons():
+    ks = load_grid(REPO / "benchmarks" / "frontier_designs.yaml")
+    assert len(ks) >= 20 and len({k.name for k in ks}) == len(ks)
+    assert all(k.reason for k in ks)
+    assert sum(not k.scrambler_spec().is_linear() for k in ks) >= 5

@@ -70,8 +70,9 @@ def open_client(*, workers: int = 1, scheduler: Optional[str] = None, timeout: f
     try:
         yield client
     finally:
-        client.close()
-        cluster.close()
+        quiet.setLevel(logging.ERROR)  # a worker slow to exit is killed by its nanny: no news
+        client.close(timeout=10)
+        cluster.close(timeout=20)  # busy workers are killed by their nannies, not waited for
         quiet.setLevel(level)
 
 

@@ -18,12 +18,13 @@ Example:
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from tqdm.auto import tqdm
 
@@ -140,6 +141,21 @@ def run_sweep(kernels: Sequence[Kernel], cfg: SweepConfig, *, client: Any = None
             "frontier": front, "seconds": timing["seconds"]}
 
 
+@contextlib.contextmanager
+def _cancel_on_interrupt(client: Any, futures: dict) -> Iterator[None]:
+    """On Ctrl-C, cancel the tasks not yet done (what is done stays: the next run resumes from it)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if hasattr(client, "cancel"):
+            log.warning("interrupted: cancelling %d tasks; run the same command to resume", len(futures))
+            try:
+                client.cancel(list(futures), force=True)
+            except Exception as exc:  # the cluster may be gone already
+                log.info("cancel failed: %s", exc)
+        raise
+
+
 def _run_tasks(client: Any, tasks: Sequence[Task], *, verbose: bool, retries: int) -> list[dict]:
     """Submit every task, wait for all of them (tqdm over tasks); a task that keeps failing is reported, not raised."""
     if not tasks:
@@ -156,7 +172,8 @@ def _run_tasks(client: Any, tasks: Sequence[Task], *, verbose: bool, retries: in
 
         completed = as_completed(list(futures))
     results = []
-    with tqdm(total=len(tasks), desc="sweep", unit="task", disable=not verbose) as bar:
+    with tqdm(total=len(tasks), desc="sweep", unit="task", disable=not verbose) as bar, _cancel_on_interrupt(
+            client, futures):
         for f in completed:
             t = futures[f]
             try:
