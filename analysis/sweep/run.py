@@ -104,6 +104,7 @@ def run_sweep(kernels: Sequence[Kernel], cfg: SweepConfig, *, client: Any = None
     _check_sweep_dir(out, {**doc, "settings": cfg.public()})
     out.mkdir(parents=True, exist_ok=True)
     _write_kernels(out, kernels)
+    atomic_write_json(out / "sweep.json", {**doc, "command": cfg.command})  # first: a rerun is checked against it
     threads = task_threads(workers=cfg.workers, scheduler=cfg.scheduler, threads=cfg.threads)
     preps, tasks = [], []
     for cell in cells:
