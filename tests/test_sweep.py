@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from analysis.compare import compare
 from analysis.sweep import GridError, LocalClient, SweepConfig, grid_kernels, kernels_from, load_grid, run_sweep
 from analysis.sweep.frontier import FAMILIES, kernel_row, load_frontier, mean_ci
 from owsd.cli import main
