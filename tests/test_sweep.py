@@ -97,6 +97,21 @@ def test_frontier_row_pools_seeds_per_family_and_leaves_system_findings_out():
     assert mean_ci([0.5, 0.5]) == (0.5, [0.5, 0.5])
 
 
+def test_a_kernel_without_figures_is_ranked_last_and_off_the_front():
+    from analysis.sweep.frontier import frontier_rows
+    from analysis.sweep.kernels import Kernel
+    from analysis.sweep.plan import AuditCell
+
+    def cell(name):
+        return (AuditCell(Kernel(name, {}, "test"), 0, "digits"), f"{name}--seed-0")
+    reps = [_report("good", 0.8, {"key-estimation": 0.1}), _report("broken", None, {}, verdict="error"),
+            _report("weak", 0.9, {"key-estimation": 0.9})]
+    rows = frontier_rows([cell("good"), cell("broken"), cell("weak")], reps)
+    # both complete kernels are on the front (ties broken by utility, as audit-compare does); not the broken one
+    assert [(r["kernel"], r["rank"], r["pareto"]) for r in rows] == [("weak", 1, True), ("good", 2, True),
+                                                                     ("broken", 3, False)]
+
+
 # --- sweeps ------------------------------------------------------------------------------------
 def _rows(out: Path) -> list[dict]:
     return load_frontier(out)["rows"]

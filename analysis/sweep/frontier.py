@@ -10,7 +10,8 @@ Per kernel (and dataset), over its seeds:
 * **utility**: the cloud-only internal-model accuracy at the largest output size (the
   audit's headline), mean and 95% interval over seeds, beside the plaintext model's;
 * ``privacy`` (one number): the worst family's mean advantage.  The Pareto front is taken
-  on (utility up, privacy down) by :func:`analysis.compare.rank_rows`, the ranking of
+  on (utility up, privacy down), among the kernels that have both figures (the others are ranked
+  after them, off the front), by :func:`analysis.compare.rank_rows`, the ranking of
   ``owsd audit-compare``, which reads ``frontier.json`` too.
 
 Written to ``frontier.json`` (source of truth), ``frontier.csv``, ``frontier.png`` and the
@@ -128,7 +129,12 @@ def frontier_rows(cells: Sequence[tuple], reports: Sequence[dict]) -> list[dict]
         items.sort(key=lambda t: t[0])
         rows.append(kernel_row(kernel, dataset, [s for s, _, _ in items], [r for _, r, _ in items],
                                [f for _, _, f in items]))
-    return rank_rows(rows)
+    complete = [r["utility"] is not None and r["privacy"] is not None for r in rows]
+    ranked = rank_rows([r for r, c in zip(rows, complete) if c])
+    rest = rank_rows([r for r, c in zip(rows, complete) if not c])  # no utility or no privacy figure: never on the front
+    for r in rest:
+        r["rank"], r["pareto"] = r["rank"] + len(ranked), False
+    return ranked + rest
 
 
 CSV_COLUMNS = ("rank", "pareto", "kernel", "dataset", "cloud", "budget", "seeds", "utility", "utility_lo",

@@ -6,7 +6,9 @@ audit's settings; the worker derives the key from the seed, builds the victim of
 with the audit's own :func:`analysis.audit.runner.run_job`, which writes the job's folder
 atomically and its ``done`` marker last.  A job already done (a task re-run after its
 worker was lost after writing it) is read back, not run again.  The last victims built are
-kept in the worker process, so the other jobs of the same audit reuse them.
+kept in the worker process, so the other jobs of the same audit reuse them.  A victim that
+cannot be built (a spec the dataset cannot feed: a PCA embedding larger than the images) makes
+each job of the audit an ``error`` with the reason, as a crashing attack is, not a lost task.
 
 Before each job the global random generators are seeded from (seed, job id), so a job's
 result does not depend on which worker ran it nor on what that worker ran before.
@@ -109,7 +111,14 @@ def run_task(task: Task) -> dict:
         done = rundir.load_job(d)
         if done is not None:
             return {**info, "status": done["status"], "seconds": 0.0, "reused": True}
-        victim = _victim(task, target, cfg)
+        try:
+            victim = _victim(task, target, cfg)
+        except (ValueError, TypeError, RuntimeError) as exc:  # e.g. a spec the dataset cannot feed
+            st = {"job": job.id, "attack": job.attack, "params_override": job.params, "role": job.role,
+                  "seed": cfg.seed, "status": "error", "reason": f"victim: {type(exc).__name__}: {exc}"}
+            log.error("%s: %s", task.key, st["reason"])
+            rundir.write_status(d, st)  # no done marker: rerun next time, reported as an error meanwhile
+            return {**info, "status": "error", "reason": st["reason"], "seconds": time.perf_counter() - t0}
         _seed_globals(job_seed(cfg.seed, job.id))
         st = runner.run_job(job, victim, cfg, d)
     return {**info, "status": st["status"], "reason": st.get("reason"), "seconds": time.perf_counter() - t0}
