@@ -172,13 +172,15 @@ def test_real_scheduler_losing_a_worker_gives_the_embedded_frontier(tmp_path):
 
     port = _free_port()
     addr = f"tcp://127.0.0.1:{port}"
+    watch = None
     procs = [_spawn(["scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], tmp_path / "s.log")]
     try:
         for i in range(2):
             procs.append(_spawn(["worker", addr, "--nthreads", "1", "--no-dashboard", "--name", f"w{i}"],
                                 tmp_path / f"w{i}.log"))
-        with Client(addr, timeout=60) as c:
-            c.wait_for_workers(2, timeout=120)
+        watch = Client(addr, timeout=60)
+        watch.wait_for_workers(2, timeout=120)
+        w0 = next(a for a, w in watch.scheduler_info()["workers"].items() if w["name"] == "w0")
         kernels = kernels_from(presets=("linear",))
         cfg = dict(seeds=(0, 1), only=ONLY, utility=True, verbose=False, threads=1)
         out = tmp_path / "remote"
@@ -187,10 +189,11 @@ def test_real_scheduler_losing_a_worker_gives_the_embedded_frontier(tmp_path):
                                                                                         **cfg))))
         th.start()
         t0 = time.time()
-        while not list(out.glob("audits/*/*/*/done")) and not list(out.glob("audits/*/utility/done")):
+        while not (list(out.glob("audits/*/*/*/done")) or list(out.glob("audits/*/utility/done"))) \
+                or not watch.processing(workers=[w0]).get(w0):
             assert time.time() - t0 < 300 and th.is_alive(), "no task finished"
             time.sleep(0.2)
-        os.killpg(procs[1].pid, signal.SIGKILL)  # worker w0 (and its nanny) lost mid-sweep
+        os.killpg(procs[1].pid, signal.SIGKILL)  # worker w0 (and its nanny) lost mid-sweep, while running a task
         th.join(timeout=600)
         assert not th.is_alive() and res["tasks_run"] == 6 and res["lost"] == []
         assert procs[1].wait(timeout=10) != 0
@@ -200,6 +203,8 @@ def test_real_scheduler_losing_a_worker_gives_the_embedded_frontier(tmp_path):
         (row,) = _rows(out)
         assert row["utility"] is not None and row["families"]["key-estimation"]["mean"] is not None
     finally:
+        if watch is not None:
+            watch.close()
         for p in procs:
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
