@@ -7,6 +7,8 @@ Example:
     owsd audit --scrambler mypkg.schemes:blur --dataset digits --budget smoke --out runs/audit-blur
     owsd audit-compare runs/audit-* --out runs/compare
     owsd audit-calibrate --budget smoke --out runs/calibration
+    owsd sweep --presets linear,default --seeds 0,1 --dataset digits --budget smoke --workers 2 --out runs/sweep
+    owsd sweep --grid benchmarks/frontier_designs.yaml --seeds 0,1 --scheduler tcp://10.0.0.5:8786 --out runs/frontier
 """
 
 from __future__ import annotations
@@ -115,6 +117,52 @@ def _cmd_compare(a: argparse.Namespace) -> int:
     return 0
 
 
+def _seeds(text: str) -> tuple[int, ...]:
+    from owsd import argtypes
+
+    parts = [v for v in str(text).split(",") if v.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError("expected comma-separated seeds, got nothing")
+    vals = tuple(argtypes.nonnegative_int(v) for v in parts)
+    if len(set(vals)) != len(vals):
+        raise argparse.ArgumentTypeError(f"seeds repeat: {text!r}")
+    return vals
+
+
+def _scheduler(text: str) -> str:
+    if "://" not in text or not text.split("://", 1)[1]:
+        raise argparse.ArgumentTypeError(f"expected a Dask scheduler address such as tcp://HOST:PORT, got {text!r}")
+    return text
+
+
+def _cmd_sweep(a: argparse.Namespace) -> int:
+    from analysis.compare import format_table
+    from analysis.sweep import SweepConfig, kernels_from, run_sweep
+
+    kernels = kernels_from(presets=a.presets or (), spec_files=a.spec or (), grids=a.grid or ())
+    datasets = tuple(dict.fromkeys(a.datasets or ("digits",)))
+    from analysis.audit import AuditConfig
+
+    for d in datasets:  # the audit's own checks, once, before any cluster starts
+        AuditConfig(dataset=d, data_dir=a.data_dir, cloud=None if a.cloud == "none" else a.cloud,
+                    budget=a.budget).validate()
+    cfg = SweepConfig(out=a.out, seeds=a.seeds, datasets=datasets, data_dir=a.data_dir,
+                      cloud=None if a.cloud == "none" else a.cloud, budget=a.budget, only=a.only,
+                      exclude=a.exclude or (), utility=not a.no_utility, device=a.device, workers=a.workers,
+                      scheduler=a.scheduler, threads=a.threads, verbose=not a.quiet,
+                      command=shlex.join(["owsd", *sys.argv[1:]]) if sys.argv[1:2] == ["sweep"] else None)
+    res = run_sweep(kernels, cfg)
+    rows = res["frontier"]["rows"]
+    sys.stdout.write(f"sweep of {len(kernels)} kernels x {len(cfg.seeds)} seeds x {len(datasets)} datasets: "
+                     f"{res['audits']} audits, {res['tasks_run']} tasks run in {res['seconds']:.0f} s\n")
+    sys.stdout.write(format_table(rows))
+    if res["lost"]:
+        sys.stdout.write(f"{len(res['lost'])} tasks failed on every try; run the same command to retry them\n")
+    sys.stdout.write(f"wrote {Path(a.out) / 'frontier.json'}, frontier.csv, frontier.png, report.html and "
+                     f"{res['audits']} audits under {Path(a.out) / 'audits'}\n")
+    return 1 if res["lost"] else 0
+
+
 def _cmd_calibrate(a: argparse.Namespace) -> int:
     from analysis.calibration import run_calibration
 
@@ -212,6 +260,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     k.add_argument("--threads", type=int, default=1)
     k.add_argument("--quiet", action="store_true", help="no progress bars")
     k.set_defaults(func=_cmd_calibrate)
+
+    w = sub.add_parser("sweep", help="audit many kernels x seeds x datasets on Dask, and their privacy-utility frontier",
+                       description="Audit every kernel (--presets, --spec, --grid) under every seed on every "
+                                   "dataset, one Dask task per attack job, on an embedded cluster (--workers) "
+                                   "or an existing one (--scheduler); write one audit folder per kernel x seed "
+                                   "under --out/audits and the frontier (frontier.json/.csv/.png, report.html). "
+                                   "Resumable: a rerun runs only what is missing.")
+    w.add_argument("--presets", type=_names, help="comma-separated preset names")
+    w.add_argument("--spec", type=argtypes.input_file, action="append", help="scrambler spec JSON (repeatable)")
+    w.add_argument("--grid", type=argtypes.input_file, action="append",
+                   help="grid file (JSON/YAML) over spec fields (repeatable; see docs/sweeps.md)")
+    w.add_argument("--seeds", type=_seeds, default=(0,), help="comma-separated seeds: each derives every "
+                                                              "kernel's key (NOT secret) and seeds its attacks")
+    w.add_argument("--datasets", "--dataset", type=_names, help="comma-separated datasets (default digits)")
+    w.add_argument("--data-dir", type=argtypes.input_dir, help="folder holding the datasets (not needed for digits; "
+                                                                 "the same path on every worker)")
+    w.add_argument("--cloud", default="tiny", choices=(*CLOUD_NAMES, "none"))
+    w.add_argument("--budget", default="smoke", choices=("smoke", "standard", "full"))
+    w.add_argument("--only", type=_names, help="comma-separated attack names (or job ids) to run")
+    w.add_argument("--exclude", type=_names, help="comma-separated attack names (or job ids) to leave out")
+    w.add_argument("--no-utility", action="store_true", help="skip the utility measurement (no frontier x axis)")
+    w.add_argument("--workers", type=argtypes.positive_int, default=1,
+                   help="worker processes of the embedded Dask cluster (default 1)")
+    w.add_argument("--scheduler", type=_scheduler, help="tcp://HOST:PORT of an existing Dask scheduler "
+                                                        "(its workers run the jobs; --workers is ignored)")
+    w.add_argument("--threads", type=argtypes.positive_int,
+                   help="torch/BLAS threads of each job (default: cores / workers; 1 on --scheduler)")
+    w.add_argument("--out", type=argtypes.output_dir, default=Path("owsd-sweep"),
+                   help="sweep folder (resumed if it exists; must be reachable by every worker)")
+    w.add_argument("--device", type=argtypes.device, default="cpu")
+    w.add_argument("--quiet", action="store_true", help="no progress bar")
+    w.set_defaults(func=_cmd_sweep, resumable=True)
 
     c = sub.add_parser("audit-compare", help="rank audited kernels on a privacy-utility table and plot")
     c.add_argument("dirs", nargs="+", type=Path, help="audit run directories (each with report.json)")

@@ -6,6 +6,9 @@ normalized attacker advantage of the key-estimation and inversion attacks (0 = c
 1 = perfect), the kernel's verdict counts and its verdict (:mod:`analysis.verdicts`), with
 the system findings' verdict beside it.  Rows are ranked by Pareto
 dominance on (utility up, advantage down), then by fewer failed attacks, then by utility.
+A sweep folder (``owsd sweep --out``; or its ``frontier.json``) contributes its frontier rows,
+one per kernel with its seeds pooled (:mod:`analysis.sweep.frontier`; there ``privacy`` is the
+worst family's mean advantage, leakage included).
 
 Example:
     >>> rows = [{"label": "a", "utility": 0.9, "privacy": 0.9, "fails": 3},
@@ -114,6 +117,12 @@ def format_table(rows: Sequence[dict]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+def _is_sweep(d: str | Path) -> bool:
+    p = Path(d)
+    return (p.is_dir() and (p / "frontier.json").is_file() and not (p / "report.json").is_file()) or \
+        (p.is_file() and p.name == "frontier.json")
+
+
 def compare(dirs: Sequence[str | Path], *, out: Optional[str | Path] = None,
             labels: Optional[Sequence[str]] = None, title: Optional[str] = None) -> dict:
     """Read the audits in ``dirs``, rank them, and (with ``out``) write the table, JSON and plot."""
@@ -123,6 +132,13 @@ def compare(dirs: Sequence[str | Path], *, out: Optional[str | Path] = None,
         raise ValueError(f"{len(labels)} labels for {len(dirs)} audit directories")
     rows = []
     for i, d in enumerate(dirs):
+        if _is_sweep(d):  # a sweep: its frontier rows (one per kernel, seeds pooled)
+            from analysis.sweep.frontier import load_frontier
+
+            for r in load_frontier(d)["rows"]:
+                pre = f"{labels[i]}:" if labels else ""
+                rows.append({**r, "label": pre + str(r.get("kernel")), "path": str(d)})
+            continue
         rep = read_report(d)  # size, nesting and the type of every field read below are checked
         rows.append(row_of(rep, label=labels[i] if labels else None, path=str(d)))
     notes = []

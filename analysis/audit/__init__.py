@@ -40,10 +40,10 @@ from analysis.audit.assembly import assemble
 from analysis.audit.config import BUDGETS, AuditConfig
 from analysis.audit.errors import AuditError
 from analysis.audit.plan import SWEEPS, Job, job_id, plan_jobs
-from analysis.audit.run import audit, run_audit
+from analysis.audit.run import Prepared, audit, finish, prepare, run_audit
 from analysis.audit.rundir import RUN_FORMAT
 from analysis.audit.target import AuditTarget
 from analysis.audit.utility import UTILITY_BUDGETS, measure_utility
 
 __all__ = ["BUDGETS", "RUN_FORMAT", "SWEEPS", "UTILITY_BUDGETS", "AuditConfig", "AuditError", "AuditTarget", "Job",
-           "assemble", "audit", "job_id", "measure_utility", "plan_jobs", "run_audit"]
+           "Prepared", "assemble", "audit", "finish", "job_id", "measure_utility", "plan_jobs", "prepare", "run_audit"]

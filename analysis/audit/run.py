@@ -1,5 +1,7 @@
 """The audit's entry points: :func:`run_audit` (a target and a config) and :func:`audit` (Python).
 
+:func:`prepare` and :func:`finish` are its two halves, reused by ``owsd sweep``.
+
 Plan the jobs (:mod:`~analysis.audit.plan`), open or resume the run directory
 (:mod:`~analysis.audit.rundir`), measure the utility and run every job not yet done
 (:mod:`~analysis.audit.runner`), then assemble the report (:mod:`~analysis.audit.assembly`)
@@ -46,6 +48,44 @@ def _since(start: tuple[float, float]) -> dict[str, float]:
     return {"seconds": time.perf_counter() - start[0], "cpu_seconds": time.process_time() - start[1]}
 
 
+@dataclasses.dataclass
+class Prepared:
+    """An audit ready to run: its config, run directory, jobs, victim sizes, manifest and notes."""
+
+    target: AuditTarget
+    cfg: AuditConfig
+    out: Path
+    jobs: list
+    sizes: dict
+    manifest: dict
+    notes: list
+
+
+def prepare(target: Any, cfg: AuditConfig, *, restart: bool = False) -> Prepared:
+    """Plan the jobs of ``target`` under ``cfg`` and open (or resume) its run directory.
+
+    The first half of :func:`run_audit`, shared with ``owsd sweep`` (which runs the jobs elsewhere).
+    """
+    cfg.validate()
+    target = AuditTarget.coerce(target)
+    out = Path(cfg.out)
+    notes: list[str] = []
+    jobs = plan_jobs(cfg.budget, only=cfg.only, exclude=cfg.exclude)
+    sizes = victim_sizes(jobs, cfg.budget, cfg.seed, cfg.dataset, cfg.data_dir, notes)
+    manifest = rundir.manifest(target, cfg, jobs, sizes)
+    rundir.open_run_dir(out, manifest, restart=restart)
+    if target.key is not None and target.key.seeded:
+        notes.append("the key was derived from a seed: reproducible, hence not secret (experiments only)")
+    return Prepared(target, cfg, out, jobs, sizes, manifest, notes)
+
+
+def finish(prep: Prepared, done: dict, errors: dict, utility: Optional[dict]) -> dict:
+    """Assemble the report of a prepared audit from its finished jobs (the second half of :func:`run_audit`)."""
+    if prep.cfg.utility and not prep.cfg.cloud:
+        prep.notes.append("no cloud: utility not measured")
+    return assemble(prep.out, prep.jobs, done, errors, utility, prep.manifest, prep.notes, html=prep.cfg.html)
+
+
 def run_audit(target: Any, config: Optional[AuditConfig] = None, *, restart: bool = False, **overrides) -> dict:
     """Audit ``target`` (see :meth:`AuditTarget.coerce`) and write the run directory; return the report.
 
@@ -54,16 +94,9 @@ def run_audit(target: Any, config: Optional[AuditConfig] = None, *, restart: boo
     """
     cfg = dataclasses.replace(config or AuditConfig(), **overrides)
     cfg.validate()
-    target = AuditTarget.coerce(target)
-    out = Path(cfg.out)
-    notes: list[str] = []
     with limit(cfg.threads):
-        jobs = plan_jobs(cfg.budget, only=cfg.only, exclude=cfg.exclude)
-        sizes = victim_sizes(jobs, cfg.budget, cfg.seed, cfg.dataset, cfg.data_dir, notes)
-        manifest = rundir.manifest(target, cfg, jobs, sizes)
-        rundir.open_run_dir(out, manifest, restart=restart)
-        if target.key is not None and target.key.seeded:
-            notes.append("the key was derived from a seed: reproducible, hence not secret (experiments only)")
+        prep = prepare(target, cfg, restart=restart)
+        target, out, jobs, sizes, notes = prep.target, prep.out, prep.jobs, prep.sizes, prep.notes
 
         timing: dict[str, Any] = {"threads": torch.get_num_threads(), "jobs": {}}
         start = _clock()
@@ -73,8 +106,6 @@ def run_audit(target: Any, config: Optional[AuditConfig] = None, *, restart: boo
             t = _clock()
             utility = runner.run_utility(target, cfg, out, notes, cloud=cloud)
             timing["utility"] = _since(t)
-        if cfg.utility and not cfg.cloud:
-            notes.append("no cloud: utility not measured")
         done = {j.id: rundir.load_job(rundir.job_dir(out, j.id)) for j in jobs}
         pending = [j for j in jobs if done[j.id] is None]
         if len(pending) < len(jobs):
@@ -95,7 +126,7 @@ def run_audit(target: Any, config: Optional[AuditConfig] = None, *, restart: boo
                     done[j.id] = st
             bar.close()
         t = _clock()
-        rep = assemble(out, jobs, done, errors, utility, manifest, notes, html=cfg.html)
+        rep = finish(prep, done, errors, utility)
         timing["report"] = _since(t)
         timing["total"] = _since(start)
         atomic_write_json(out / "timing.json", timing)

@@ -111,6 +111,17 @@ def load_job(d: Path) -> Optional[dict]:
         return None
 
 
+def load_error(d: Path) -> Optional[dict]:
+    """The status of a job that crashed last time (``status.json`` without its done marker), or ``None``."""
+    if (d / "done").is_file() or not (d / "status.json").is_file():
+        return None
+    try:
+        status = json.loads((d / "status.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return status if isinstance(status, dict) and status.get("status") == "error" else None
+
+
 def write_status(d: Path, status: dict) -> None:
     """A job's ``status.json`` without its done marker (an error: the job is rerun next time)."""
     atomic_write_json(d / "status.json", status)
