@@ -45,7 +45,8 @@ import torch
 
 from owsd import provenance
 from owsd.stats import binomial_pvalue, wilson_interval
-from attacks.budgets import BUDGETS, budget_of
+from attacks.budgets import BUDGETS, TABLE, Budget, budget_of
+from attacks.metrics import MetricSpec, declare, higher, metric_spec
 from attacks.params import NoParams, resolve
 from attacks.threat import Requirements, ThreatModel
 from attacks.victim import AttackerView, Victim
@@ -74,7 +75,10 @@ class AttackOutput:
 
 @dataclass
 class Score:
-    """What a scorer computes: every metric with its chance level and interval."""
+    """What a scorer computes: every metric with its chance level and interval.
+
+    ``specs`` holds, for each metric its scorer declared (:mod:`attacks.metrics`), which way
+    helps the attacker and the value of a perfect attack."""
 
     metrics: dict[str, float]
     chance: dict[str, float]
@@ -83,6 +87,11 @@ class Score:
     per_sample: dict[str, np.ndarray] = field(default_factory=dict)
     curves: dict[str, list] = field(default_factory=dict)
     primary: Optional[str] = None
+    specs: dict[str, MetricSpec] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        found = {m: metric_spec(m) for m in self.metrics if m not in self.specs}
+        self.specs = {**{m: s for m, s in found.items() if s is not None}, **self.specs}
 
 
 Scorer = Callable[[Any, Victim, AttackerView], Score]
@@ -118,6 +127,9 @@ class LabelPredictions(AttackOutput):
         return {"predicted": np.asarray(self.predicted), "target_indices": np.asarray(self.target_indices)}
 
 
+declare(accuracy=higher(1.0))
+
+
 @register_scorer(LabelPredictions)
 def _score_labels(out: LabelPredictions, victim: Victim, view: AttackerView) -> Score:
     idx = np.asarray(out.target_indices)
@@ -147,7 +159,8 @@ class AttackResult:
     ``total_seconds`` (both), ``queries`` (scramble-oracle queries used), ``oracle_queries``
     (queries used per oracle: ``scramble``, ``cloud``, ``internal``; :mod:`attacks.oracles`),
     ``known_pairs``, ``device`` and ``threads`` (torch intra-op threads during the run).
-    ``finding`` is the attack's declared :data:`FINDINGS` scope.  ``provenance``: where and
+    ``finding`` is the attack's declared :data:`FINDINGS` scope.  ``metric_specs``: each
+    declared metric's direction and perfect value (:mod:`attacks.metrics`).  ``provenance``: where and
     from what the figures came (:func:`owsd.provenance.record` at the start of the run:
     date, command, machine with its load, versions with the git commit).
     """
@@ -171,6 +184,7 @@ class AttackResult:
     raw: dict = field(default_factory=dict, repr=False)
     finding: str = "kernel"
     provenance: dict = field(default_factory=dict)
+    metric_specs: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("per_sample", "raw")}
@@ -233,7 +247,7 @@ class Attack(abc.ABC):
             raise TypeError(f"{type(self).__name__}: family must be one of {FAMILIES}")
         if getattr(self, "finding", None) not in FINDINGS:
             raise TypeError(f"{type(self).__name__}: finding must be one of {FINDINGS}")
-        merged = {**budget_of(self.name, budget).params, **params}
+        merged = {**self.budget_row(budget).params, **params}
         self.config = resolve(self.Params, merged, owner=self.name)
         self.budget, self.device, self.verbose = budget, device, verbose
         self.seed = seed if seed is not None else _secrets.randbits(31)
@@ -254,7 +268,17 @@ class Attack(abc.ABC):
 
     def victim_sizes(self) -> dict:
         """Victim sizes this attack needs at its budget (the table's; subclasses may add from params)."""
-        return dict(budget_of(self.name, self.budget).victim_sizes)
+        return dict(self.budget_row(self.budget).victim_sizes)
+
+    @classmethod
+    def budget_row(cls, budget: str) -> Budget:
+        """This attack's row of the budgets table at ``budget``; a subclass outside the table
+        (e.g. a test's variant of a registered attack) inherits its nearest ancestor's row."""
+        for c in cls.__mro__:
+            name = c.__dict__.get("name")
+            if isinstance(name, str) and name in TABLE:
+                return budget_of(name, budget)
+        return budget_of(cls.name, budget)
 
     def unmet(self, victim: Victim) -> Optional[str]:
         """An attack-specific reason it cannot run on ``victim``, or ``None`` (override)."""
@@ -343,4 +367,5 @@ class Attack(abc.ABC):
                   "scorer_cpu_seconds": scorer_cpu, "total_seconds": seconds + scorer_seconds,
                   "threads": torch.get_num_threads()},
             seed=self.seed, target=target, curves=dict(score.curves), per_sample=dict(score.per_sample),
-            raw=output.raw(), finding=self.finding, provenance=prov)
+            raw=output.raw(), finding=self.finding, provenance=prov,
+            metric_specs={m: s.to_dict() for m, s in score.specs.items()})

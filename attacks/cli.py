@@ -53,10 +53,9 @@ def parse_params(cls, assignments: Optional[list[str]]) -> dict[str, Any]:
 
 def help_params(cls, budget: str) -> str:
     """The parameter fields of ``cls`` with the values ``budget`` gives them."""
-    from attacks.budgets import budget_of
     from attacks.params import describe, fields
 
-    row = budget_of(cls.name, budget)
+    row = cls.budget_row(budget)
     lines = [f"{cls.name} ({cls.family}): parameters, with the {budget} budget's values"]
     for f, text in zip(fields(cls.Params), describe(cls.Params)):
         value = row.params.get(f.name, f.default if not f.required else None)

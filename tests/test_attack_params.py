@@ -148,6 +148,30 @@ def test_run_attack_with_an_outputs_source_gets_a_cloud():
 
     r = run_attack("leak-label-probe", "linear", source="outputs")
     assert r.params["source"] == "outputs" and r.requirements["cloud"] and r.metrics["n"] > 0
+    assert r.to_dict()["metric_specs"]["accuracy"] == {"higher_is_attack": True, "perfect": 1.0}
+
+
+# --- metric directions are declared by the scorers ----------------------------------------------
+def test_declared_directions_are_the_ones_the_report_used_to_list():
+    from analysis.report import LOWER_IS_ATTACK, PERFECT, THRESHOLDS
+    from attacks.metrics import metric_spec
+
+    assert LOWER_IS_ATTACK == {"functional_error", "functional_error_link", "weight_error", "embedding_error"}
+    assert PERFECT == {**dict.fromkeys(LOWER_IS_ATTACK, 0.0), **dict.fromkeys(
+        ("ssim_mean", "inversion_ssim", "reid_accuracy", "accuracy", "auc", "hungarian_accuracy", "spearman",
+         "resend_auc", "link_accuracy", "recognizable_rate", "nmi"), 1.0)}
+    for t in THRESHOLDS:  # the verdict table agrees with the scorers
+        assert metric_spec(t.metric).higher_is_attack == t.higher_is_attack, t.metric
+
+
+def test_the_report_reads_directions_from_the_result():
+    from analysis.report import _significant, advantage, higher_is_attack
+
+    r = {"metrics": {"gap": 0.2}, "chance": {"gap": 1.0}, "ci": {"gap": [0.1, 0.3]}, "primary": "gap"}
+    assert higher_is_attack(r, "gap") and advantage(r) is None and _significant(r, "gap", None, 0.05) is False
+    r["metric_specs"] = {"gap": {"higher_is_attack": False, "perfect": 0.0}}
+    assert not higher_is_attack(r, "gap") and advantage(r) == pytest.approx(0.8)
+    assert _significant(r, "gap", None, 0.05) is True
 
 
 # --- one applicability rule -------------------------------------------------------------------

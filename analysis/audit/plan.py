@@ -20,7 +20,6 @@ from typing import Any, Iterable, Optional, Sequence, Type
 
 from analysis.audit.errors import AuditError
 from attacks.base import Attack
-from attacks.budgets import budget_of
 from attacks.params import fields
 from attacks.registry import available_attacks, get_attack
 from owsd.data import load_splits
@@ -64,7 +63,7 @@ def _variants(cls: Type[Attack], budget: str) -> list[tuple[dict, str]]:
     """Configurations of one attack class: its main one, the table's variants, and sweeps.
 
     A smoke audit (tests) runs the main configuration only."""
-    row = budget_of(cls.name, budget)
+    row = cls.budget_row(budget)
     out: list[tuple[dict, str]] = [({}, "main")]
     if budget == "smoke":
         return out
