@@ -27,7 +27,7 @@ from analysis.audit.plan import Job
 from analysis.audit.target import AuditTarget
 from analysis.audit.utility import UTILITY_BUDGETS, measure_utility
 from analysis.figures import attack_figures
-from attacks.base import AttackResult, RequirementError
+from attacks.base import Attack, AttackResult, RequirementError
 from attacks.victim import Victim
 from owsd.cloud import Cloud, make_cloud
 from owsd.io import atomic_write_json

@@ -22,8 +22,8 @@ from attacks.threat import Requirements
 #: the victim's internal-model training recipe (public: an attacker may know it)
 INTERNAL_RECIPE: dict = {"kind": "mlp", "hidden": 256, "epochs": 30, "batch_size": 32, "lr": 1e-3, "dropout": 0.1}
 
-__all__ = ["INTERNAL_RECIPE", "LEAKAGE_VICTIM_SIZES", "LeakageAttack", "SourceParams", "classifier_validation_positions",
-           "standardize", "sub_seed"]
+__all__ = ["INTERNAL_RECIPE", "LEAKAGE_VICTIM_SIZES", "LeakageAttack", "SourceParams",
+           "classifier_validation_positions", "standardize", "sub_seed"]
 
 
 @dataclass(frozen=True, kw_only=True)
