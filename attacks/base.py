@@ -309,7 +309,9 @@ class Attack(abc.ABC):
 
     def _unmet_threat(self, victim: Victim) -> Optional[str]:
         tm = self.threat_model()
-        if self.family == "key-estimation" and victim.spec is None:
+        # a key of the public spec is what key estimation fits; from image pairs or queries it can
+        # also fit the channel's linear map without one (e.g. a pixel permutation)
+        if self.family == "key-estimation" and victim.spec is None and tm.pair_input != "image":
             return (f"{self.name}: key estimation fits a key of the public scrambler spec; the target "
                     f"{victim.channel.name!r} has no spec")
         if (tm.known_pairs or tm.chosen_queries) and tm.pair_input == "embedding" and not victim.has_embeddings:
