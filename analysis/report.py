@@ -1,7 +1,8 @@
 """Audit reports: declared thresholds, verdicts, ``report.json`` and a one-page ``report.html``.
 
 The verdict of an attack is read off :data:`THRESHOLDS`, a table kept here as data (and
-copied into every report).  A row names a metric, which direction helps the attacker, a
+copied into every report).  A row names a metric, which direction helps the attacker (as the metric's scorer
+declares it, :mod:`attacks.metrics`), a
 *fail* line (the attack has broken the kernel if its metric crosses it *and* beats chance
 significantly) and a *pass* line (the kernel resists if the metric stays on the
 defender's side of it, or does not beat chance significantly).  Significance is judged on
@@ -41,6 +42,8 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 
 from owsd.stats import fdr_adjust
+from attacks.metrics import declared_metrics, metric_spec
+from attacks.registry import available_attacks
 
 log = logging.getLogger(__name__)
 
@@ -123,13 +126,31 @@ THRESHOLDS: tuple[Threshold, ...] = (
               source="toolkit convention"),
 )
 
-#: metrics where a smaller value means a stronger attack (for advantage and plots)
-LOWER_IS_ATTACK = frozenset({"functional_error", "functional_error_link", "weight_error", "embedding_error"})
-#: the value of a perfect attack, per metric (for the normalized attacker advantage)
-PERFECT = {"functional_error": 0.0, "functional_error_link": 0.0, "weight_error": 0.0, "embedding_error": 0.0,
-           "ssim_mean": 1.0, "inversion_ssim": 1.0, "reid_accuracy": 1.0, "accuracy": 1.0, "auc": 1.0,
-           "hungarian_accuracy": 1.0, "spearman": 1.0, "resend_auc": 1.0, "link_accuracy": 1.0,
-           "recognizable_rate": 1.0, "nmi": 1.0}
+available_attacks()  # the scorers declare their metrics' directions when their families load
+#: metrics where a smaller value means a stronger attack, as their scorers declare them
+#: (:mod:`attacks.metrics`; a result's own ``metric_specs`` come first, see :func:`higher_is_attack`)
+LOWER_IS_ATTACK = frozenset(n for n, s in declared_metrics().items() if not s.higher_is_attack)
+#: the value of a perfect attack, per declared metric (for the normalized attacker advantage)
+PERFECT = {n: s.perfect for n, s in declared_metrics().items() if s.perfect is not None}
+
+
+def _spec(result: dict, metric: str) -> dict:
+    """The metric's declaration: the one the result recorded, else its scorer's (``{}``: undeclared)."""
+    spec = (result.get("metric_specs") or {}).get(metric)
+    if spec is None:
+        known = metric_spec(metric)
+        spec = known.to_dict() if known is not None else {}
+    return spec
+
+
+def higher_is_attack(result: dict, metric: str) -> bool:
+    """Whether a larger ``metric`` means a stronger attack (undeclared metrics: yes)."""
+    return bool(_spec(result, metric).get("higher_is_attack", True))
+
+
+def perfect_value(result: dict, metric: str) -> Optional[float]:
+    """The value of ``metric`` for a perfect attack, or ``None`` if its scorer declares none."""
+    return _finite(_spec(result, metric).get("perfect"))
 
 
 def thresholds_table() -> list[dict]:
@@ -156,7 +177,7 @@ def _significant(result: dict, metric: str, p_adj: Optional[float], alpha: float
     """
     chance = _finite(result.get("chance", {}).get(metric))
     value = _finite(result.get("metrics", {}).get(metric))
-    higher = metric not in LOWER_IS_ATTACK
+    higher = higher_is_attack(result, metric)
     if chance is not None and value is not None and not _beyond(value, chance, higher):
         return False
     if p_adj is not None:
@@ -255,12 +276,13 @@ def adjust_pvalues(results: Sequence[dict], thresholds: Sequence[Threshold] = TH
 def advantage(result: dict, metric: Optional[str] = None) -> Optional[float]:
     """Normalized attacker advantage in [0, 1]: 0 at chance, 1 for a perfect attack."""
     m = metric or result.get("primary")
-    if m not in PERFECT:
+    best = perfect_value(result, m) if m is not None else None
+    if best is None:
         return None
     v, c = _finite(result.get("metrics", {}).get(m)), _finite(result.get("chance", {}).get(m))
-    if v is None or c is None or c == PERFECT[m]:
+    if v is None or c is None or c == best:
         return None
-    a = (v - c) / (PERFECT[m] - c)
+    a = (v - c) / (best - c)
     return float(min(1.0, max(0.0, a)))
 
 

@@ -177,7 +177,7 @@ def run_attack(name: str, target: Any = "default", *, seed: int = 0, key_seed: O
     """
     cls = get_attack(name)
     attack = cls(budget=budget, seed=seed, verbose=verbose, **params)
-    if cls.requirements.cloud and cloud is None:
+    if attack.requirements.cloud and cloud is None:  # the instance's: they follow its parameters
         cloud = "tiny"
     if isinstance(target, Victim):
         victim = target.restrict(**attack.victim_sizes())

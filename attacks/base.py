@@ -1,9 +1,12 @@
 """The attack contract shared by every adversary (after foolbox 3 and ART).
 
-An attack declares, as data, its ``name``, ``family``, :class:`~attacks.threat.Requirements`
-and, per budget, its parameters and :class:`~attacks.threat.ThreatModel`.  Its ``run``
+An attack declares, as data, its ``name``, ``family``, a frozen dataclass of parameters
+(``Params``, :mod:`attacks.params`) whose values per budget come from the one budgets table
+(:mod:`attacks.budgets`), and, computed from the parameters, its
+:class:`~attacks.threat.Requirements` and :class:`~attacks.threat.ThreatModel`.
+:meth:`Attack.applicable` is the one rule of whether it can run on a victim.  Its ``run``
 sees only an :class:`~attacks.victim.AttackerView` and returns an :class:`AttackOutput`.
-The final :meth:`Attack.__call__` (subclasses may not override it) checks requirements,
+The final :meth:`Attack.__call__` (subclasses may not override it) checks applicability,
 builds the view, times ``run``, and has the output scored against ground truth by the
 scorer registered for the output's type (:func:`register_scorer`), never by the attack
 itself.  The result is a frozen :class:`AttackResult` that serializes to JSON.
@@ -42,13 +45,15 @@ import torch
 
 from owsd import provenance
 from owsd.stats import binomial_pvalue, wilson_interval
+from attacks.budgets import BUDGETS, TABLE, Budget, budget_of
+from attacks.metrics import MetricSpec, declare, higher, metric_spec
+from attacks.params import NoParams, resolve
 from attacks.threat import Requirements, ThreatModel
 from attacks.victim import AttackerView, Victim
 from owsd.io import json_default
 
 log = logging.getLogger(__name__)
 
-BUDGETS = ("smoke", "standard", "full")
 FAMILIES = ("key-estimation", "inversion", "leakage")
 #: what an attack's outcome is evidence about: the scrambling ``kernel`` (it depends on the
 #: kernel), or the rest of the ``system`` (e.g. the organization's internal model)
@@ -70,7 +75,10 @@ class AttackOutput:
 
 @dataclass
 class Score:
-    """What a scorer computes: every metric with its chance level and interval."""
+    """What a scorer computes: every metric with its chance level and interval.
+
+    ``specs`` holds, for each metric its scorer declared (:mod:`attacks.metrics`), which way
+    helps the attacker and the value of a perfect attack."""
 
     metrics: dict[str, float]
     chance: dict[str, float]
@@ -79,6 +87,11 @@ class Score:
     per_sample: dict[str, np.ndarray] = field(default_factory=dict)
     curves: dict[str, list] = field(default_factory=dict)
     primary: Optional[str] = None
+    specs: dict[str, MetricSpec] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        found = {m: metric_spec(m) for m in self.metrics if m not in self.specs}
+        self.specs = {**{m: s for m, s in found.items() if s is not None}, **self.specs}
 
 
 Scorer = Callable[[Any, Victim, AttackerView], Score]
@@ -114,6 +127,9 @@ class LabelPredictions(AttackOutput):
         return {"predicted": np.asarray(self.predicted), "target_indices": np.asarray(self.target_indices)}
 
 
+declare(accuracy=higher(1.0))
+
+
 @register_scorer(LabelPredictions)
 def _score_labels(out: LabelPredictions, victim: Victim, view: AttackerView) -> Score:
     idx = np.asarray(out.target_indices)
@@ -143,7 +159,8 @@ class AttackResult:
     ``total_seconds`` (both), ``queries`` (scramble-oracle queries used), ``oracle_queries``
     (queries used per oracle: ``scramble``, ``cloud``, ``internal``; :mod:`attacks.oracles`),
     ``known_pairs``, ``device`` and ``threads`` (torch intra-op threads during the run).
-    ``finding`` is the attack's declared :data:`FINDINGS` scope.  ``provenance``: where and
+    ``finding`` is the attack's declared :data:`FINDINGS` scope.  ``metric_specs``: each
+    declared metric's direction and perfect value (:mod:`attacks.metrics`).  ``provenance``: where and
     from what the figures came (:func:`owsd.provenance.record` at the start of the run:
     date, command, machine with its load, versions with the git commit).
     """
@@ -167,6 +184,7 @@ class AttackResult:
     raw: dict = field(default_factory=dict, repr=False)
     finding: str = "kernel"
     provenance: dict = field(default_factory=dict)
+    metric_specs: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("per_sample", "raw")}
@@ -198,9 +216,12 @@ def _fmt(v) -> str:
 class Attack(abc.ABC):
     """Base class of every adversary.  Subclasses implement ``threat_model`` and ``run``.
 
-    Parameters are keyword-only.  ``budget`` picks defaults from the class's ``BUDGETS``
-    table (``smoke`` for tests, ``standard``, ``full``); explicit keyword arguments override
-    them and are validated against ``PARAMS`` (name -> type).
+    Parameters are keyword-only.  ``Params`` is the attack's frozen dataclass of parameters
+    (:mod:`attacks.params`: type, range, choices and a one-line doc per field); ``budget``
+    picks their values from the budgets table (:mod:`attacks.budgets`: ``smoke`` for tests,
+    ``standard``, ``full``); explicit keyword arguments override them.  Both are validated by
+    :func:`attacks.params.resolve`: ``self.config`` is the typed instance, ``self.params`` the
+    dict of the values given (what ``result.json`` records).
 
     ``finding`` declares what the outcome is evidence about: ``"kernel"`` (the default: it
     depends on the scrambling kernel) or ``"system"`` (it does not, e.g. membership inference
@@ -211,11 +232,7 @@ class Attack(abc.ABC):
     name: ClassVar[str]
     family: ClassVar[str]
     finding: ClassVar[str] = "kernel"
-    requirements: ClassVar[Requirements] = Requirements()
-    PARAMS: ClassVar[dict[str, type]] = {}
-    BUDGETS: ClassVar[dict[str, dict]] = {"smoke": {}, "standard": {}, "full": {}}
-    #: victim sizes this attack needs (private, public, heldout), per budget
-    VICTIM_SIZES: ClassVar[dict[str, dict]] = {"smoke": {}, "standard": {}, "full": {}}
+    Params: ClassVar[type] = NoParams
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -230,21 +247,16 @@ class Attack(abc.ABC):
             raise TypeError(f"{type(self).__name__}: family must be one of {FAMILIES}")
         if getattr(self, "finding", None) not in FINDINGS:
             raise TypeError(f"{type(self).__name__}: finding must be one of {FINDINGS}")
-        unknown = sorted(set(params) - set(self.PARAMS))
-        if unknown:
-            raise TypeError(f"{self.name}: unknown parameter(s) {unknown}; accepted: {sorted(self.PARAMS)}")
-        merged = {**self.BUDGETS.get(budget, {}), **params}
-        for k, v in merged.items():
-            typ = self.PARAMS.get(k)
-            if typ is not None and not isinstance(v, typ):
-                raise TypeError(f"{self.name}: parameter {k} must be {getattr(typ, '__name__', typ)}, got {v!r}")
+        merged = {**self.budget_row(budget).params, **params}
+        self.config = resolve(self.Params, merged, owner=self.name)
         self.budget, self.device, self.verbose = budget, device, verbose
         self.seed = seed if seed is not None else _secrets.randbits(31)
         self.params = merged
-        self.validate_params()
 
-    def validate_params(self) -> None:
-        """Raise ``ValueError`` for parameter values that make no sense (override)."""
+    @property
+    def requirements(self) -> Requirements:
+        """What the target must offer, given the parameters (subclasses override)."""
+        return Requirements()
 
     @abc.abstractmethod
     def threat_model(self) -> ThreatModel:
@@ -255,21 +267,75 @@ class Attack(abc.ABC):
         """The attack proper: sees only ``view``; returns an output for the scorer."""
 
     def victim_sizes(self) -> dict:
-        return dict(self.VICTIM_SIZES.get(self.budget, {}))
+        """Victim sizes this attack needs at its budget (the table's; subclasses may add from params)."""
+        return dict(self.budget_row(self.budget).victim_sizes)
 
-    def check_requirements(self, victim: Victim) -> None:
+    @classmethod
+    def budget_row(cls, budget: str) -> Budget:
+        """This attack's row of the budgets table at ``budget``; a subclass outside the table
+        (e.g. a test's variant of a registered attack) inherits its nearest ancestor's row."""
+        for c in cls.__mro__:
+            name = c.__dict__.get("name")
+            if isinstance(name, str) and name in TABLE:
+                return budget_of(name, budget)
+        return budget_of(cls.name, budget)
+
+    def unmet(self, victim: Victim) -> Optional[str]:
+        """An attack-specific reason it cannot run on ``victim``, or ``None`` (override)."""
+        return None
+
+    def applicable(self, victim: Victim) -> tuple[bool, Optional[str]]:
+        """Whether this attack can run on ``victim``, and why not: THE applicability rule.
+
+        Built from the requirements, the attack's own :meth:`unmet`, the threat model and the
+        victim's capabilities (spec, embeddings, cloud, pool sizes).  ``owsd attack``, the
+        audit and :func:`analysis.security.run_attack` all ask this, and ``__call__`` raises
+        :class:`RequirementError` with the reason.
+        """
+        why = self._unmet_requirement(victim) or self.unmet(victim) or self._unmet_threat(victim)
+        why = why or self.too_small(victim)
+        return why is None, why
+
+    def _unmet_requirement(self, victim: Victim) -> Optional[str]:
         req = self.requirements
         if req.owsd_only and not victim.has_embeddings:
-            raise RequirementError(f"{self.name} needs an OWSD-style target (embeddings, spec); "
-                                   f"got channel {victim.channel.name!r}")
+            return (f"{self.name} needs an OWSD-style target (embeddings, spec); "
+                    f"got channel {victim.channel.name!r}")
         if req.linear_scrambler and (victim.spec is None or not victim.spec.is_linear()):
-            raise RequirementError(f"{self.name} needs a linear scrambler (no activations)")
+            return f"{self.name} needs a linear scrambler (no activations)"
         if req.cloud and victim.cloud is None:
-            raise RequirementError(f"{self.name} needs a cloud model")
+            return f"{self.name} needs a cloud model"
+        return None
+
+    def _unmet_threat(self, victim: Victim) -> Optional[str]:
+        tm = self.threat_model()
+        # a key of the public spec is what key estimation fits; from image pairs or queries it can
+        # also fit the channel's linear map without one (e.g. a pixel permutation)
+        if self.family == "key-estimation" and victim.spec is None and tm.pair_input != "image":
+            return (f"{self.name}: key estimation fits a key of the public scrambler spec; the target "
+                    f"{victim.channel.name!r} has no spec")
+        if (tm.known_pairs or tm.chosen_queries) and tm.pair_input == "embedding" and not victim.has_embeddings:
+            return (f"{self.name}: its threat model gives (embedding, scrambled) pairs or queries; "
+                    f"the target {victim.channel.name!r} has no embeddings")
+        if (tm.cloud_outputs or tm.queried_model == "cloud") and victim.cloud is None:
+            return f"{self.name}: its threat model gives cloud outputs or cloud queries; the target has no cloud"
+        return None
+
+    def too_small(self, victim: Victim) -> Optional[str]:
+        """Why the victim's data cannot grant the threat model at this budget (``None`` if it can)."""
+        tm, have = self.threat_model(), {"private": len(victim.private), "public": len(victim.public)}
+        for need, pool, what in ((tm.known_pairs, "private", "known pairs"),
+                                 (tm.auxiliary_size, "public", "auxiliary")):
+            if need > have[pool]:
+                return (f"{self.name}: its threat model at this budget needs {need} {what} images; the victim's "
+                        f"{victim.dataset} {pool} pool has {have[pool]} (use a larger dataset)")
+        return None
 
     def __call__(self, victim: Victim) -> AttackResult:
-        """Check, run, time and score the attack against ``victim`` (final)."""
-        self.check_requirements(victim)
+        """Check applicability, run, time and score the attack against ``victim`` (final)."""
+        ok, why = self.applicable(victim)
+        if not ok:
+            raise RequirementError(why)
         threat = self.threat_model()
         rng = np.random.default_rng(self.seed)
         gen = torch.Generator().manual_seed(self.seed)
@@ -303,4 +369,5 @@ class Attack(abc.ABC):
                   "scorer_cpu_seconds": scorer_cpu, "total_seconds": seconds + scorer_seconds,
                   "threads": torch.get_num_threads()},
             seed=self.seed, target=target, curves=dict(score.curves), per_sample=dict(score.per_sample),
-            raw=output.raw(), finding=self.finding, provenance=prov)
+            raw=output.raw(), finding=self.finding, provenance=prov,
+            metric_specs={m: s.to_dict() for m, s in score.specs.items()})

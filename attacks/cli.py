@@ -1,8 +1,14 @@
-"""``owsd attack``: run one registered attack alone, or list them.
+"""``owsd attack``: run one registered attack alone, list them, or list an attack's parameters.
+
+``--param key=value`` (repeatable) sets any field of the attack's parameter dataclass
+(:mod:`attacks.params`) over the budget's value; ``--help-params`` lists the fields with their
+types, ranges, docs and the budget's values.  A bad value is one error line (exit 2).
 
 Example:
     owsd attack --list
+    owsd attack leak-label-probe --help-params --budget standard
     owsd attack key-known-plaintext --preset linear --seed 0 --dataset digits --budget smoke --out runs/kp
+    owsd attack leak-label-probe --param source=outputs --param n_labelled=80 --seed 0 --out runs/probe
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any, Optional
 
 from owsd.errors import UsageError
 
@@ -30,6 +37,34 @@ def build_victim(a: argparse.Namespace, sizes: dict):
                         seed=a.seed, cloud=a.cloud, device=a.device, **sizes)
 
 
+def parse_params(cls, assignments: Optional[list[str]]) -> dict[str, Any]:
+    """``--param key=value`` strings -> typed overrides of ``cls``'s parameters (:class:`UsageError`)."""
+    from attacks.params import parse_assignment
+
+    out: dict[str, Any] = {}
+    for text in assignments or ():
+        try:
+            k, v = parse_assignment(cls.Params, text)
+        except ValueError as exc:
+            raise UsageError(f"--param {text}: {exc}") from None
+        out[k] = v
+    return out
+
+
+def help_params(cls, budget: str) -> str:
+    """The parameter fields of ``cls`` with the values ``budget`` gives them."""
+    from attacks.params import describe, fields
+
+    row = cls.budget_row(budget)
+    lines = [f"{cls.name} ({cls.family}): parameters, with the {budget} budget's values"]
+    for f, text in zip(fields(cls.Params), describe(cls.Params)):
+        value = row.params.get(f.name, f.default if not f.required else None)
+        lines.append(f"  {text}; {budget}: {value!r}")
+    for v in row.variants:
+        lines.append(f"  audit variant at {budget}: {v}")
+    return "\n".join(lines) + "\n"
+
+
 def _cmd_attack(a: argparse.Namespace) -> int:
     from attacks.registry import available_attacks, get_attack
 
@@ -40,14 +75,27 @@ def _cmd_attack(a: argparse.Namespace) -> int:
         return 0
     if not a.name:
         raise UsageError("name an attack (see `owsd attack --list`)")
+    try:
+        cls = get_attack(a.name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if a.help_params:
+        sys.stdout.write(help_params(cls, a.budget))
+        return 0
     if a.key is not None and a.seed is not None:
         raise UsageError("--seed derives a key; it cannot be combined with --key")
-    cls = get_attack(a.name)
-    attack = cls(budget=a.budget, seed=a.attack_seed, device=a.device, verbose=not a.quiet)
+    overrides = parse_params(cls, a.param)
+    try:
+        attack = cls(budget=a.budget, seed=a.attack_seed, device=a.device, verbose=not a.quiet, **overrides)
+    except (TypeError, ValueError) as exc:  # a combination of --param values the attack rejects
+        raise UsageError(f"--param: {exc}") from None
     sizes = attack.victim_sizes()
-    if cls.requirements.cloud and a.cloud is None:
+    if attack.requirements.cloud and a.cloud is None:
         a.cloud = "tiny"
     victim = build_victim(a, sizes)
+    ok, why = attack.applicable(victim)
+    if not ok:
+        raise UsageError(f"{a.name} does not apply to this target: {why}")
     result = attack(victim)
     path = result.save(a.out)
     m = result.primary
@@ -68,6 +116,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("attack", help="run one attack against a key (see --list)")
     p.add_argument("name", nargs="?", help="attack name")
     p.add_argument("--list", action="store_true", help="list every attack, its family and threat model")
+    p.add_argument("--help-params", action="store_true",
+                   help="list the attack's parameters (type, range, doc) with the --budget's values")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE",
+                   help="set one of the attack's parameters (repeatable; see --help-params)")
     add_key_source(p)
     p.add_argument("--dataset", default="digits", choices=DATASETS)
     p.add_argument("--data-dir", type=argtypes.input_dir)

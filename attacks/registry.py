@@ -1,5 +1,8 @@
 """The registry of attacks: every adversary registers here by name.
 
+Registering checks the attack's rows of the budgets table (:func:`attacks.budgets.check_budget`)
+against its parameter dataclass, so a bad table entry fails at import.
+
 Example:
     >>> "key-known-plaintext" in available_attacks() or True
     True
@@ -11,6 +14,8 @@ import importlib
 from typing import Type
 
 from attacks.base import Attack
+from attacks.budgets import check_budget, check_table
+from attacks.params import resolve
 
 _ATTACKS: dict[str, Type[Attack]] = {}
 
@@ -22,17 +27,22 @@ def register_attack(cls: Type[Attack]) -> Type[Attack]:
     """Class decorator: add an attack to the registry (names are unique)."""
     if cls.name in _ATTACKS and _ATTACKS[cls.name] is not cls:
         raise ValueError(f"attack name {cls.name!r} is already registered")
+    check_budget(cls.name, lambda p: resolve(cls.Params, p, owner=cls.name))
     _ATTACKS[cls.name] = cls
     return cls
 
 
 def _load_families() -> None:
+    loaded = True
     for mod in FAMILY_MODULES:
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:
             if exc.name is None or not mod.startswith(exc.name):
                 raise
+            loaded = False
+    if loaded:
+        check_table(set(_ATTACKS))
 
 
 def available_attacks() -> dict[str, Type[Attack]]:

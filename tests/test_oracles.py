@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from attacks.controls import identity_victim
 from attacks.inversion.from_outputs import InversionFromOutputs
 from attacks.leakage.membership import MembershipLoss
 from attacks.oracles import ORACLES, QueryMeter
+from attacks.params import param
 from attacks.threat import ThreatModel
 from attacks.victim import Victim
 
@@ -31,11 +33,18 @@ def victim():
                             cloud="tiny")
 
 
+@dataclass(frozen=True, kw_only=True)
+class SpenderParams:
+    oracle: str = param(doc="the oracle queried", choices=("scramble", "cloud"))
+    declared: int = param(doc="queries the threat model grants", ge=0)
+    used: int = param(doc="queries sent", ge=0)
+
+
 class Spender(Attack):
     """Declares ``declared`` queries to one oracle and sends ``used`` (test-only; not registered)."""
 
     name, family = "test-spender", "leakage"
-    PARAMS = {"oracle": str, "declared": int, "used": int}
+    Params = SpenderParams
 
     def threat_model(self) -> ThreatModel:
         n = self.params["declared"]

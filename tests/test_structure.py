@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 import pytest
 
+from attacks.budgets import budget_of
 from attacks.controls import fresh_key_victim, noise_victim
 from attacks.registry import available_attacks
 from attacks.structure import StructureCiphertextOnly, StructureCloudOutputs
@@ -59,7 +60,7 @@ def test_registered_with_budgets_and_threat_models():
         for b in ("smoke", "standard", "full"):
             tm = cls(budget=b, seed=0).threat_model()
             assert tm.known_pairs == 0 and tm.chosen_queries == 0 and not tm.knows_encoder and not tm.knows_key
-            assert tm.candidate_pool == max(cls.BUDGETS[b]["pool_sizes"])
+            assert tm.candidate_pool == max(budget_of(n, b).params["pool_sizes"])
     std = StructureCiphertextOnly(budget="standard").params
     assert std["n_traffic"] >= 4000 and max(std["pool_sizes"]) >= 1024
     assert StructureCloudOutputs(budget="smoke").threat_model().cloud_outputs

@@ -37,7 +37,7 @@ def entry(job: Job, st: dict) -> dict:
         return e
     r = st["result"]
     e["verdict"] = "pass"  # graded in assemble()
-    for k in ("params", "metrics", "chance", "ci", "p_values", "primary", "cost", "curves", "budget"):
+    for k in ("params", "metrics", "chance", "ci", "p_values", "primary", "cost", "curves", "budget", "metric_specs"):
         e[k] = r.get(k)
     e["threat_model"] = r.get("threat_model", e["threat_model"])
     rel = f"attacks/{job.id}"

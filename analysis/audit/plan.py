@@ -1,8 +1,8 @@
 """The audit's plan: which jobs (attack x configuration) run, and the victim they need.
 
 Every registered attack runs with its budget's parameters; at ``standard`` and ``full`` also
-each configuration it supports: the leakage suite's (:data:`attacks.leakage.SUITE`) or an
-attack's own ``AUDIT_VARIANTS``, and the threat-model sweeps of :data:`SWEEPS`.
+its variants from the budgets table (:mod:`attacks.budgets`) and the threat-model sweeps of
+:data:`SWEEPS`.
 
 Example:
     >>> [j.id for j in plan_jobs("smoke", only=("key-known-plaintext",))]
@@ -20,7 +20,7 @@ from typing import Any, Iterable, Optional, Sequence, Type
 
 from analysis.audit.errors import AuditError
 from attacks.base import Attack
-from attacks.leakage import SUITE
+from attacks.params import fields
 from attacks.registry import available_attacks, get_attack
 from owsd.data import load_splits
 
@@ -60,25 +60,17 @@ def job_id(attack: str, params: dict) -> str:
 
 
 def _variants(cls: Type[Attack], budget: str) -> list[tuple[dict, str]]:
-    """Configurations of one attack class: declared ones, the leakage suite's, and sweeps."""
-    declared = getattr(cls, "AUDIT_VARIANTS", None)
+    """Configurations of one attack class: its main one, the table's variants, and sweeps.
+
+    A smoke audit (tests) runs the main configuration only."""
+    row = cls.budget_row(budget)
     out: list[tuple[dict, str]] = [({}, "main")]
-    if budget != "smoke":
-        extra: list[dict] = []
-        if isinstance(declared, dict):
-            extra = list(declared.get(budget, ()))
-        elif declared:
-            extra = list(declared)
-        elif cls.family == "leakage":
-            extra = [dict(p) for n, p in SUITE if n == cls.name]
-        default = cls(budget=budget, seed=0, verbose=False).params
-        for p in extra:
-            p = {k: v for k, v in p.items() if k in cls.PARAMS}
-            if p and any(default.get(k) != v for k, v in p.items()):
-                out.append((p, "variant"))
-    default = cls(budget=budget, seed=0, verbose=False).params
+    if budget == "smoke":
+        return out
+    out += [(dict(v), "variant") for v in row.variants]
+    default, accepted = row.params, {f.name for f in fields(cls.Params)}
     for pname, fracs in SWEEPS.get(budget, {}).items():
-        if pname in cls.PARAMS and isinstance(default.get(pname), int):
+        if pname in accepted and isinstance(default.get(pname), int):
             for f in fracs:
                 v = max(1, int(round(default[pname] * f)))
                 if v != default[pname]:

@@ -112,39 +112,11 @@ def _execute(attack: Attack, victim: Victim) -> AttackResult:
     return attack(victim)
 
 
-def not_applicable(attack: Attack, victim: Victim) -> Optional[str]:
-    """Why ``attack`` cannot run on ``victim`` (requirements or threat model), or ``None``."""
-    try:
-        attack.check_requirements(victim)
-    except RequirementError as exc:
-        return str(exc)
-    tm = attack.threat_model()
-    if attack.family == "key-estimation" and victim.spec is None:
-        return (f"{attack.name}: key estimation fits a key of the public scrambler spec; the target "
-                f"{victim.channel.name!r} has no spec")
-    if (tm.known_pairs or tm.chosen_queries) and tm.pair_input == "embedding" and not victim.has_embeddings:
-        return (f"{attack.name}: its threat model gives (embedding, scrambled) pairs or queries; "
-                f"the target {victim.channel.name!r} has no embeddings")
-    if (tm.cloud_outputs or tm.queried_model == "cloud") and victim.cloud is None:
-        return f"{attack.name}: its threat model gives cloud outputs or cloud queries; the audit has no cloud"
-    return too_small(attack, victim)
-
-
-def too_small(attack: Attack, victim: Victim) -> Optional[str]:
-    """Why the victim's data cannot grant ``attack``'s threat model at its budget (``None`` if it can)."""
-    tm, have = attack.threat_model(), {"private": len(victim.private), "public": len(victim.public)}
-    for need, pool, what in ((tm.known_pairs, "private", "known pairs"), (tm.auxiliary_size, "public", "auxiliary")):
-        if need > have[pool]:
-            return (f"{attack.name}: its threat model at this budget needs {need} {what} images; the victim's "
-                    f"{victim.dataset} {pool} pool has {have[pool]} (use a larger dataset)")
-    return None
-
-
 def run_job(job: Job, victim: Victim, cfg: AuditConfig, d: Path) -> dict:
     """Run one job into its folder; return its status (``done`` marker written unless it errors)."""
     attack = job.make(cfg.budget, cfg.seed, cfg.device, cfg.verbose)
     sub = victim.restrict(**attack.victim_sizes())
-    reason = not_applicable(attack, sub)
+    _, reason = attack.applicable(sub)
     base: dict[str, Any] = {
         "job": job.id, "attack": job.attack, "params_override": job.params, "role": job.role,
         "family": attack.family, "finding": attack.finding, "declared_sizes": attack.victim_sizes(),
@@ -177,7 +149,7 @@ def run_job(job: Job, victim: Victim, cfg: AuditConfig, d: Path) -> dict:
             rundir.finish_job(d, st)
             st["result"] = result.to_dict()
             return st
-    st = {**base, "status": "n/a", "reason": reason, "reduced": too_small(attack, sub) is not None}
+    st = {**base, "status": "n/a", "reason": reason, "reduced": attack.too_small(sub) is not None}
     log.info("%s: not applicable: %s", job.id, reason)
     rundir.finish_job(d, st)
     return st

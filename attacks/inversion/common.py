@@ -1,4 +1,4 @@
-"""Small pieces the inversion attacks share: target selection, the public output map, nets.
+"""Small pieces the inversion attacks share: parameters, target selection, the public output map, nets.
 
 Example:
     >>> from attacks.threat import ThreatModel
@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -22,42 +23,44 @@ import torch
 
 from attacks.inversion.decoder import (ImageDecoder, InversionNet, ScrambledEncoder, VectorEncoder,
                                        scrambled_features)
+from attacks.inversion.own_keys import KEY_SOURCES
 from attacks.inversion.training import seeded
+from attacks.params import param
 from attacks.victim import AttackerView
 
-#: parameters of the network and its training, shared by the learned inversion attacks
-NET_PARAMS: dict[str, type | tuple] = {"epochs": int, "batch_size": int, "lr": (int, float), "pool": int, "latent": int,
-                                       "hidden": int, "conv_width": int, "width": int,
-                                       "max_seconds": (int, float), "max_targets": int, "patience": int,
-                                       "val_fraction": (int, float)}
+@dataclass(frozen=True, kw_only=True)
+class NetParams:
+    """The network and its training, shared by the learned inversion attacks."""
 
-#: early stopping of the attacks that train on their own synthetic pairs (surrogate transfer,
-#: inversion from outputs) at the standard and full budgets: hold out 10% of the training
-#: examples, stop after ``patience`` epochs without a lower validation BCE, keep the best
-#: weights.  Paired inversion keeps every known pair for training (they are the threat model's
-#: scarce resource) and no early stopping.
-EARLY_STOP: dict = {"patience": 5, "val_fraction": 0.1}
+    epochs: int = param(doc="training epochs", ge=1)
+    batch_size: int = param(doc="training batch size", ge=1)
+    lr: float = param(doc="Adam learning rate", gt=0)
+    pool: int = param(doc="side of the average-pooled scrambled image the encoder sees", ge=1, le=224)
+    latent: int = param(doc="width of the latent code", ge=1)
+    hidden: int = param(doc="width of the encoder's hidden layer", ge=1)
+    conv_width: int = param(doc="channels of the encoder's conv stack (0: none)", ge=0)
+    width: int = param(doc="channels of the image decoder", ge=1)
+    max_seconds: float = param(doc="wall-clock limit of the training (0: none)", ge=0)
+    max_targets: int = param(doc="targets reconstructed at most (0: all)", ge=0)
+    patience: int = param(doc="epochs without a lower validation loss before stopping (0: no early stopping)",
+                          ge=0)
+    val_fraction: float = param(doc="share of the training examples held out for early stopping", gt=0, lt=1)
+
+    def check(self) -> Optional[str]:
+        if self.conv_width and self.pool % 4:
+            return f"the conv stack needs pool divisible by 4, got {self.pool}"
+        return None
 
 
-def validate_net_params(name: str, p: dict) -> None:
-    """Clear errors for nonsensical network/training parameters."""
-    for k in ("epochs", "batch_size", "latent", "hidden", "width"):
-        if k in p and p[k] < 1:
-            raise ValueError(f"{name}: {k} must be at least 1, got {p[k]}")
-    if "pool" in p and not 1 <= p["pool"] <= 224:
-        raise ValueError(f"{name}: pool must be in [1, 224], got {p['pool']}")
-    if p.get("conv_width", 0) < 0:
-        raise ValueError(f"{name}: conv_width must be >= 0 (0: no conv stack), got {p['conv_width']}")
-    if p.get("conv_width", 0) and p.get("pool", 4) % 4:
-        raise ValueError(f"{name}: the conv stack needs pool divisible by 4, got {p['pool']}")
-    if "lr" in p and not p["lr"] > 0:
-        raise ValueError(f"{name}: lr must be positive, got {p['lr']}")
-    if p.get("max_seconds", 0) < 0 or p.get("max_targets", 0) < 0:
-        raise ValueError(f"{name}: max_seconds and max_targets must be >= 0 (0: no limit)")
-    if p.get("patience", 0) < 0:
-        raise ValueError(f"{name}: patience must be >= 0 (0: no early stopping), got {p['patience']}")
-    if not 0 < p.get("val_fraction", 0.1) < 1:
-        raise ValueError(f"{name}: val_fraction must be in (0, 1), got {p['val_fraction']}")
+@dataclass(frozen=True, kw_only=True)
+class OwnKeyParams:
+    """The attacker's own keys: public images scrambled under keys it draws itself."""
+
+    aux: int = param(doc="public images of the victim's kind the attacker holds", ge=1)
+    n_keys: int = param(doc="own keys drawn", ge=1)
+    key_source: str = param(doc="how the own keys are drawn", choices=KEY_SOURCES)
+    copies: int = param(doc="scrambled copies of each public image (each under a random own key)", ge=1)
+    knows_encoder: bool = param(doc="whether the attacker knows the victim's fitted encoder")
 
 
 def train_kwargs(p: dict) -> dict:

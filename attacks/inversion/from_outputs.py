@@ -26,18 +26,19 @@ Example:
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from attacks.base import Attack, RequirementError
-from attacks.inversion.common import (EARLY_STOP, NET_PARAMS, select_targets, train_kwargs, unit_images, validate_net_params,
+from attacks.inversion.common import (NetParams, OwnKeyParams, select_targets, train_kwargs, unit_images,
                                       vector_net)
 from attacks.inversion.decoder import vector_features
 from attacks.inversion.outputs import Reconstructions
-from attacks.inversion.own_keys import (KEY_SOURCES, attacker_encoder, aux_description, own_keys,
-                                        scramble_under_own_keys)
+from attacks.inversion.own_keys import attacker_encoder, aux_description, own_keys, scramble_under_own_keys
 from attacks.inversion.training import train_inversion
+from attacks.params import param
 from attacks.registry import register_attack
 from attacks.threat import Requirements, ThreatModel
 from attacks.victim import AttackerView
@@ -47,12 +48,14 @@ log = logging.getLogger(__name__)
 
 MODES = ("own-keys", "victim-pairs")
 
-_SMOKE = dict(mode="own-keys", top_k=0, aux=300, n_keys=16, key_source="random", copies=2, knows_encoder=False,
-              pairs=300, epochs=30, batch_size=32, lr=2e-3, pool=16, latent=128, hidden=256, conv_width=0, width=16,
-              max_seconds=0.0, max_targets=300, patience=0, val_fraction=0.1)
-_STANDARD = dict(_SMOKE, aux=1000, n_keys=64, copies=3, pairs=2000, epochs=40, batch_size=64, latent=256,
-                 hidden=512, width=32, max_targets=1000, **EARLY_STOP)
-_FULL = dict(_STANDARD, aux=2000, n_keys=256, copies=4, pairs=8000, epochs=60, max_targets=2000)
+
+@dataclass(frozen=True, kw_only=True)
+class FromOutputsParams(OwnKeyParams, NetParams):
+    """Parameters of inversion from cloud outputs."""
+
+    mode: str = param(doc="where the training pairs come from: own keys or victim pairs", choices=MODES)
+    top_k: int = param(doc="output entries the cloud returns (0: the full vector)", ge=0)
+    pairs: int = param(doc="victim pairs (victim-pairs mode)", ge=1)
 
 
 @register_attack
@@ -61,26 +64,11 @@ class InversionFromOutputs(Attack):
 
     name = "inversion-from-outputs"
     family = "inversion"
-    requirements = Requirements(cloud=True)
-    PARAMS = {"mode": str, "top_k": int, "aux": int, "n_keys": int, "key_source": str, "copies": int,
-              "knows_encoder": bool, "pairs": int, **NET_PARAMS}
-    BUDGETS = {"smoke": _SMOKE, "standard": _STANDARD, "full": _FULL}
-    VICTIM_SIZES = {"smoke": {"n_private": 600, "n_public": 300, "n_heldout": 128},
-                    "standard": {"n_private": 3000, "n_public": 1000, "n_heldout": 500},
-                    "full": {"n_private": 10000, "n_public": 2000, "n_heldout": 1000}}
+    Params = FromOutputsParams
 
-    def validate_params(self) -> None:
-        p = self.params
-        if p["key_source"] not in KEY_SOURCES:
-            raise ValueError(f"{self.name}: key_source must be one of {KEY_SOURCES}, got {p['key_source']!r}")
-        if p["mode"] not in MODES:
-            raise ValueError(f"{self.name}: mode must be one of {MODES}, got {p['mode']!r}")
-        if p["top_k"] < 0:
-            raise ValueError(f"{self.name}: top_k must be >= 0 (0: the full vector), got {p['top_k']}")
-        for k in ("aux", "n_keys", "copies", "pairs"):
-            if p[k] < 1:
-                raise ValueError(f"{self.name}: {k} must be at least 1, got {p[k]}")
-        validate_net_params(self.name, p)
+    @property
+    def requirements(self) -> Requirements:
+        return Requirements(cloud=True)
 
     def victim_sizes(self) -> dict:
         """Own-keys mode reconstructs at most ``max_targets`` targets and needs no victim pairs, so it

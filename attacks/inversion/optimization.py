@@ -35,7 +35,8 @@ Example:
 from __future__ import annotations
 
 import logging
-from typing import Callable, Optional, Protocol
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Protocol
 
 import numpy as np
 import torch
@@ -44,6 +45,7 @@ from tqdm.auto import tqdm
 from attacks.base import Attack, RequirementError
 from attacks.inversion.common import output_map, select_targets, unit_images
 from attacks.inversion.outputs import Reconstructions
+from attacks.params import param
 from attacks.registry import register_attack
 from attacks.threat import ThreatModel
 from attacks.victim import AttackerView
@@ -179,22 +181,36 @@ def optimize_inversion(surrogate: Surrogate, scrambled: np.ndarray, *, init: np.
     return np.concatenate(out), curve.tolist()
 
 
+@dataclass(frozen=True, kw_only=True)
+class OptimizationParams:
+    """Parameters of optimization-based inversion."""
+
+    surrogate: str = param(doc="the differentiable model of the victim's pipeline", choices=SURROGATES)
+    surrogate_model: Any = param(None, doc="the model object of surrogate='given' (predict() and observe())")
+    pairs: int = param(doc="known (image, scrambled) pairs fitting the least-squares surrogate", ge=1)
+    aux: int = param(doc="public images (shape and starting point)", ge=1)
+    n_pixels: int = param(doc="scrambled pixels the surrogate models", ge=1)
+    ridge: float = param(doc="ridge of the least-squares surrogate", ge=0)
+    steps: int = param(doc="gradient steps per batch of targets", ge=1)
+    lr: float = param(doc="Adam learning rate", gt=0)
+    tv_weight: float = param(doc="weight of the total-variation prior", ge=0)
+    batch_size: int = param(doc="targets optimized together", ge=1)
+    max_targets: int = param(doc="targets reconstructed at most (0: all)", ge=0)
+
+    def check(self) -> Optional[str]:
+        m = self.surrogate_model
+        if self.surrogate == "given" and not (hasattr(m, "predict") and hasattr(m, "observe")):
+            return "surrogate='given' needs surrogate_model with predict() and observe()"
+        return None
+
+
 @register_attack
 class InversionOptimization(Attack):
     """Gradient descent on the input through a white-box surrogate, with a TV prior."""
 
     name = "inversion-optimization"
     family = "inversion"
-    PARAMS = {"surrogate": str, "surrogate_model": object, "pairs": int, "aux": int, "n_pixels": int,
-              "ridge": (int, float), "steps": int, "lr": (int, float), "tv_weight": (int, float), "batch_size": int,
-              "max_targets": int}
-    _BASE = dict(surrogate="least-squares", surrogate_model=None, pairs=300, aux=100, n_pixels=4096, ridge=1e-4,
-                 steps=150, lr=0.1, tv_weight=0.05, batch_size=128, max_targets=200)
-    BUDGETS = {"smoke": _BASE, "standard": dict(_BASE, pairs=2000, steps=300, max_targets=1000),
-               "full": dict(_BASE, pairs=8000, steps=500, n_pixels=16384, max_targets=2000)}
-    VICTIM_SIZES = {"smoke": {"n_private": 500, "n_public": 300, "n_heldout": 128},
-                    "standard": {"n_private": 3000, "n_public": 1000, "n_heldout": 500},
-                    "full": {"n_private": 10000, "n_public": 2000, "n_heldout": 1000}}
+    Params = OptimizationParams
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -202,19 +218,6 @@ class InversionOptimization(Attack):
         self._surrogate_model = self.params["surrogate_model"]
         if self._surrogate_model is not None:
             self.params["surrogate_model"] = type(self._surrogate_model).__name__
-
-    def validate_params(self) -> None:
-        p = self.params
-        if p["surrogate"] not in SURROGATES:
-            raise ValueError(f"{self.name}: surrogate must be one of {SURROGATES}, got {p['surrogate']!r}")
-        if p["surrogate"] == "given" and not (hasattr(p["surrogate_model"], "predict")
-                                              and hasattr(p["surrogate_model"], "observe")):
-            raise ValueError(f"{self.name}: surrogate='given' needs surrogate_model with predict() and observe()")
-        for k in ("pairs", "aux", "n_pixels", "steps", "batch_size"):
-            if p[k] < 1:
-                raise ValueError(f"{self.name}: {k} must be at least 1, got {p[k]}")
-        if not p["lr"] > 0 or p["tv_weight"] < 0 or p["ridge"] < 0 or p["max_targets"] < 0:
-            raise ValueError(f"{self.name}: lr must be > 0; tv_weight, ridge, max_targets >= 0")
 
     def threat_model(self) -> ThreatModel:
         p = self.params

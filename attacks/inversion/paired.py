@@ -22,26 +22,29 @@ Example:
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from attacks.base import Attack
-from attacks.inversion.common import (NET_PARAMS, features_for, scrambled_net, select_targets, train_kwargs,
-                                      unit_images, validate_net_params)
+from attacks.inversion.common import (NetParams, features_for, scrambled_net, select_targets, train_kwargs,
+                                      unit_images)
 from attacks.inversion.outputs import Reconstructions
 from attacks.inversion.training import train_inversion
+from attacks.params import param
 from attacks.registry import register_attack
 from attacks.threat import ThreatModel
 from attacks.victim import AttackerView
 
 log = logging.getLogger(__name__)
 
-_NET_SMOKE = dict(epochs=40, batch_size=32, lr=2e-3, pool=16, latent=128, hidden=256, conv_width=0, width=16,
-                  max_seconds=0.0, max_targets=0, patience=0, val_fraction=0.1)
-_NET_STANDARD = dict(epochs=60, batch_size=64, lr=2e-3, pool=16, latent=256, hidden=512, conv_width=0, width=32,
-                     max_seconds=0.0, max_targets=1000, patience=0, val_fraction=0.1)
-_NET_FULL = dict(_NET_STANDARD, epochs=100, max_targets=2000)
+
+@dataclass(frozen=True, kw_only=True)
+class PairedParams(NetParams):
+    """Parameters of paired inversion."""
+
+    pairs: int = param(doc="known (image, scrambled) pairs under the victim's key", ge=2)
 
 
 @register_attack
@@ -50,18 +53,7 @@ class InversionPaired(Attack):
 
     name = "inversion-paired"
     family = "inversion"
-    PARAMS = {"pairs": int, **NET_PARAMS}
-    BUDGETS = {"smoke": {"pairs": 300, **_NET_SMOKE},
-               "standard": {"pairs": 2000, **_NET_STANDARD},
-               "full": {"pairs": 8000, **_NET_FULL}}
-    VICTIM_SIZES = {"smoke": {"n_private": 500, "n_public": 300, "n_heldout": 128},
-                    "standard": {"n_private": 3000, "n_public": 1000, "n_heldout": 500},
-                    "full": {"n_private": 10000, "n_public": 2000, "n_heldout": 1000}}
-
-    def validate_params(self) -> None:
-        if self.params["pairs"] < 2:
-            raise ValueError(f"{self.name}: pairs must be at least 2, got {self.params['pairs']}")
-        validate_net_params(self.name, self.params)
+    Params = PairedParams
 
     def threat_model(self) -> ThreatModel:
         return ThreatModel(known_pairs=self.params["pairs"], pair_input="image", sees_scrambled=True)

@@ -44,10 +44,14 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from owsd.stats import binomial_pvalue, bootstrap_ci, permutation_pvalue, wilson_interval
 from attacks.base import AttackResult, Score, register_scorer
+from attacks.metrics import declare, higher
 from attacks.inversion.outputs import Reconstructions
 from attacks.victim import AttackerView, Victim
 
 log = logging.getLogger(__name__)
+
+#: the metrics these scorers produce: which way helps the attacker, and a perfect attack's value
+declare(ssim_mean=higher(1.0), recognizable_rate=higher(1.0), reid_accuracy=higher(1.0))
 
 #: He et al.'s line above which a reconstruction counts as recognizable
 RECOGNIZABLE_SSIM = 0.3

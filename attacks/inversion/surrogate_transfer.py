@@ -21,17 +21,17 @@ Example:
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from attacks.base import Attack, RequirementError
-from attacks.inversion.common import (EARLY_STOP, NET_PARAMS, features_for, scrambled_net, select_targets, train_kwargs,
-                                      validate_net_params)
+from attacks.inversion.common import (NetParams, OwnKeyParams, features_for, scrambled_net, select_targets,
+                                      train_kwargs)
 from attacks.inversion.decoder import scrambled_features
 from attacks.inversion.outputs import Reconstructions
-from attacks.inversion.own_keys import (KEY_SOURCES, attacker_encoder, aux_description, own_keys,
-                                        scramble_under_own_keys)
+from attacks.inversion.own_keys import attacker_encoder, aux_description, own_keys, scramble_under_own_keys
 from attacks.inversion.training import train_inversion
 from attacks.registry import register_attack
 from attacks.threat import ThreatModel
@@ -39,12 +39,10 @@ from attacks.victim import AttackerView
 
 log = logging.getLogger(__name__)
 
-_SMOKE = dict(aux=300, n_keys=16, key_source="random", copies=2, knows_encoder=False, epochs=30, batch_size=32,
-              lr=2e-3, pool=16, latent=128, hidden=256, conv_width=0, width=16, max_seconds=0.0, max_targets=300,
-              patience=0, val_fraction=0.1)
-_STANDARD = dict(_SMOKE, aux=1000, n_keys=64, copies=3, epochs=40, batch_size=64, pool=16, latent=256, hidden=512,
-                 width=32, max_targets=1000, **EARLY_STOP)
-_FULL = dict(_STANDARD, aux=2000, n_keys=256, copies=4, epochs=60, max_targets=2000)
+
+@dataclass(frozen=True, kw_only=True)
+class SurrogateTransferParams(OwnKeyParams, NetParams):
+    """Parameters of surrogate transfer: own keys and the inversion network."""
 
 
 @register_attack
@@ -53,21 +51,7 @@ class InversionSurrogateTransfer(Attack):
 
     name = "inversion-surrogate-transfer"
     family = "inversion"
-    PARAMS = {"aux": int, "n_keys": int, "key_source": str, "copies": int, "knows_encoder": bool,
-              **NET_PARAMS}
-    BUDGETS = {"smoke": _SMOKE, "standard": _STANDARD, "full": _FULL}
-    VICTIM_SIZES = {"smoke": {"n_private": 300, "n_public": 300, "n_heldout": 128},
-                    "standard": {"n_private": 1000, "n_public": 1000, "n_heldout": 500},
-                    "full": {"n_private": 2000, "n_public": 2000, "n_heldout": 1000}}
-
-    def validate_params(self) -> None:
-        p = self.params
-        if p["key_source"] not in KEY_SOURCES:
-            raise ValueError(f"{self.name}: key_source must be one of {KEY_SOURCES}, got {p['key_source']!r}")
-        for k in ("aux", "n_keys", "copies"):
-            if p[k] < 1:
-                raise ValueError(f"{self.name}: {k} must be at least 1, got {p[k]}")
-        validate_net_params(self.name, p)
+    Params = SurrogateTransferParams
 
     def threat_model(self) -> ThreatModel:
         p = self.params

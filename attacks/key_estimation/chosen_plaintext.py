@@ -19,15 +19,18 @@ Example:
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
 
 from attacks.base import Attack
 from attacks.key_estimation.fitting import choose_method, estimate_from_pairs
-from attacks.key_estimation.known_plaintext import _FIT_DEFAULTS, FIT_PARAMS, fit_kwargs, validate_fit_params
+from attacks.key_estimation.known_plaintext import FitParams, fit_kwargs
 from attacks.key_estimation.linear_fit import hadamard_design, has_structural_offset
 from attacks.key_estimation.outputs import KeyEstimate
+from attacks.params import param
 from attacks.registry import register_attack
 from attacks.threat import PAIR_INPUTS, ThreatModel
 from attacks.victim import AttackerView
@@ -54,6 +57,23 @@ def image_queries(shape: tuple, n: int, *, scale: float, rng: np.random.Generato
     return np.round(on * scale * 255).astype(np.uint8)
 
 
+@dataclass(frozen=True, kw_only=True)
+class ChosenPlaintextParams(FitParams):
+    """Parameters of chosen-plaintext key estimation."""
+
+    n_queries: int = param(doc="chosen inputs the victim's oracle scrambles", ge=1)
+    query_input: str = param(doc="what the queries are", choices=PAIR_INPUTS)
+    query_scale: float = param(doc="amplitude of the embedding design, or intensity of image patterns (<= 1)",
+                               gt=0)
+    input_shape: Optional[tuple[int, ...]] = param(None, doc="(C, H, W) of the victim's images (image queries)",
+                                                   ge=1)
+
+    def check(self) -> Optional[str]:
+        if self.query_input == "image" and self.query_scale > 1:
+            return "image query intensity (query_scale) must be in (0, 1]"
+        return None
+
+
 @register_attack
 class ChosenPlaintextKeyEstimation(Attack):
     """Estimate the key from ``n_queries`` chosen inputs scrambled by the victim's oracle.
@@ -66,30 +86,7 @@ class ChosenPlaintextKeyEstimation(Attack):
 
     name = "key-chosen-plaintext"
     family = "key-estimation"
-    PARAMS = {"n_queries": int, "query_input": str, "query_scale": float, "input_shape": tuple, **FIT_PARAMS}
-    BUDGETS = {
-        "smoke": {**_FIT_DEFAULTS, "n_queries": 64, "query_input": "embedding", "query_scale": 1.0, "steps": 4,
-                  "restarts": 1, "batch_size": 8, "n_invert": 8, "invert_steps": 3},
-        "standard": {**_FIT_DEFAULTS, "n_queries": 64, "query_input": "embedding", "query_scale": 1.0,
-                     "steps": 150, "restarts": 2, "batch_size": 32, "n_invert": 32, "invert_steps": 40},
-        "full": {**_FIT_DEFAULTS, "n_queries": 512, "query_input": "embedding", "query_scale": 1.0,
-                 "steps": 600, "restarts": 4, "batch_size": 32, "n_invert": 64, "invert_steps": 100},
-    }
-    VICTIM_SIZES = {"smoke": {"n_private": 16, "n_public": 16, "n_heldout": 32},
-                    "standard": {"n_private": 16, "n_public": 16, "n_heldout": 64},
-                    "full": {"n_private": 16, "n_public": 16, "n_heldout": 128}}
-
-    def validate_params(self) -> None:
-        p = self.params
-        if p["n_queries"] < 1:
-            raise ValueError(f"{self.name}: n_queries must be >= 1, got {p['n_queries']}")
-        if p["query_input"] not in PAIR_INPUTS:
-            raise ValueError(f"{self.name}: query_input must be one of {PAIR_INPUTS}, got {p['query_input']!r}")
-        if p["query_scale"] <= 0:
-            raise ValueError(f"{self.name}: query_scale must be > 0, got {p['query_scale']}")
-        if p["query_input"] == "image" and p["query_scale"] > 1:
-            raise ValueError(f"{self.name}: image query intensity (query_scale) must be in (0, 1]")
-        validate_fit_params(self.name, p)
+    Params = ChosenPlaintextParams
 
     def threat_model(self) -> ThreatModel:
         return ThreatModel(chosen_queries=self.params["n_queries"], pair_input=self.params["query_input"],

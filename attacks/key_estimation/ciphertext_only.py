@@ -45,6 +45,7 @@ from attacks.key_estimation.linear_fit import as_unit_float, link_for, to_link
 from attacks.key_estimation.matching import (InvariantModel, candidate_features, graph_match, refine_linear,
                                              region_pixels, target_stats)
 from attacks.key_estimation.outputs import Matching
+from attacks.params import param
 from attacks.registry import register_attack
 from attacks.threat import ThreatModel
 from attacks.victim import AttackerView
@@ -108,6 +109,21 @@ class Reidentifier:
         return perm
 
 
+@dataclass(frozen=True, kw_only=True)
+class CiphertextOnlyParams:
+    """Parameters of ciphertext-only re-identification."""
+
+    n_aux: int = param(doc="public images (PCA and invariant learning)", ge=4)
+    n_keys: int = param(doc="random keys the invariants are learned under", ge=1)
+    n_train: int = param(doc="public images scrambled per key", ge=4)
+    grid: int = param(doc="regions per side of the image", ge=1)
+    pixels_per_region: int = param(doc="scrambled pixels sampled per region", ge=1)
+    restarts: int = param(doc="restarts of graph matching", ge=1)
+    refine: int = param(doc="alternations of linear-surrogate refinement", ge=0)
+    pool_sizes: tuple[int, ...] = param(doc="candidate-pool sizes of the scorer's challenges", ge=2, min_len=1)
+    trials: int = param(doc="challenges per pool size", ge=1)
+
+
 @register_attack
 class CiphertextOnlyKeyEstimation(Attack):
     """Re-identify scrambled images among public candidates with key-invariant statistics.
@@ -120,31 +136,7 @@ class CiphertextOnlyKeyEstimation(Attack):
 
     name = "key-ciphertext-only"
     family = "key-estimation"
-    PARAMS = {"n_aux": int, "n_keys": int, "n_train": int, "grid": int, "pixels_per_region": int, "restarts": int,
-              "refine": int, "pool_sizes": tuple, "trials": int}
-    BUDGETS = {
-        "smoke": {"n_aux": 256, "n_keys": 3, "n_train": 32, "grid": 2, "pixels_per_region": 4096, "restarts": 2,
-                  "refine": 3, "pool_sizes": (16, 32), "trials": 1},
-        "standard": {"n_aux": 1000, "n_keys": 12, "n_train": 64, "grid": 2, "pixels_per_region": 8192,
-                     "restarts": 4, "refine": 5, "pool_sizes": (16, 32, 64, 128, 256), "trials": 2},
-        "full": {"n_aux": 4000, "n_keys": 32, "n_train": 96, "grid": 2, "pixels_per_region": 16384, "restarts": 8,
-                 "refine": 10, "pool_sizes": (16, 32, 64, 128, 256, 512), "trials": 4},
-    }
-    VICTIM_SIZES = {"smoke": {"n_private": 32, "n_public": 256, "n_heldout": 8},
-                    "standard": {"n_private": 256, "n_public": 1000, "n_heldout": 8},
-                    "full": {"n_private": 512, "n_public": 4000, "n_heldout": 8}}
-
-    def validate_params(self) -> None:
-        p = self.params
-        for k in ("n_keys", "grid", "pixels_per_region", "restarts", "trials"):
-            if p[k] < 1:
-                raise ValueError(f"{self.name}: {k} must be >= 1, got {p[k]}")
-        if p["n_train"] < 4 or p["n_aux"] < 4:
-            raise ValueError(f"{self.name}: n_train and n_aux must be >= 4")
-        if p["refine"] < 0:
-            raise ValueError(f"{self.name}: refine must be >= 0, got {p['refine']}")
-        if not p["pool_sizes"] or any(not isinstance(k, int) or k < 2 for k in p["pool_sizes"]):
-            raise ValueError(f"{self.name}: pool_sizes must be integers >= 2, got {p['pool_sizes']!r}")
+    Params = CiphertextOnlyParams
 
     def victim_sizes(self) -> dict:
         sizes = super().victim_sizes()

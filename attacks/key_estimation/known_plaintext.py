@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -25,39 +26,41 @@ import torch
 from attacks.base import Attack
 from attacks.key_estimation.fitting import METHODS, STRUCTURES, estimate_from_pairs
 from attacks.key_estimation.outputs import KeyEstimate
+from attacks.params import param
 from attacks.registry import register_attack
 from attacks.threat import PAIR_INPUTS, ThreatModel
 from attacks.victim import AttackerView
 
 log = logging.getLogger(__name__)
 
-FIT_PARAMS = {"method": str, "structure": str, "ridge": float, "steps": int, "restarts": int, "batch_size": int,
-              "lr": float, "n_invert": int, "invert_steps": int}
+@dataclass(frozen=True, kw_only=True)
+class FitParams:
+    """The key fit from (input, scrambled) pairs, shared by the plaintext attacks."""
+
+    method: str = param(doc="how the key is fitted (auto: from the spec)", choices=METHODS)
+    structure: str = param(doc="spec: receptive fields from the spec; dense: every coordinate plus an offset",
+                           choices=STRUCTURES)
+    ridge: float = param(doc="ridge of the linear fit (< 0: the MAP ridge of the spec's weight prior)")
+    steps: int = param(doc="optimizer steps of a surrogate fit", ge=0)
+    restarts: int = param(doc="restarts of a surrogate fit", ge=1)
+    batch_size: int = param(doc="batch size of a surrogate fit", ge=1)
+    lr: float = param(doc="Adam step relative to each layer's weight scale", gt=0)
+    n_invert: int = param(doc="images the scorer inverts with the estimate", ge=0)
+    invert_steps: int = param(doc="optimizer steps of each scorer inversion", ge=0)
 
 
-def validate_fit_params(name: str, p: dict) -> None:
-    """Shared checks of the fitting parameters (clear errors)."""
-    if p.get("method", "auto") not in METHODS:
-        raise ValueError(f"{name}: method must be one of {METHODS}, got {p['method']!r}")
-    if p.get("structure", "spec") not in STRUCTURES:
-        raise ValueError(f"{name}: structure must be one of {STRUCTURES}, got {p['structure']!r}")
-    for k in ("steps", "n_invert", "invert_steps"):
-        if p.get(k, 0) < 0:
-            raise ValueError(f"{name}: {k} must be >= 0, got {p[k]}")
-    for k in ("restarts", "batch_size"):
-        if p.get(k, 1) < 1:
-            raise ValueError(f"{name}: {k} must be >= 1, got {p[k]}")
-    if p.get("lr", 1.0) <= 0:
-        raise ValueError(f"{name}: lr must be > 0, got {p['lr']}")
+@dataclass(frozen=True, kw_only=True)
+class KnownPlaintextParams(FitParams):
+    """Parameters of known-plaintext key estimation."""
+
+    n_pairs: int = param(doc="known (input, scrambled) pairs under the victim's key", ge=1)
+    pair_input: str = param(doc="what the pairs' inputs are", choices=PAIR_INPUTS)
 
 
 def fit_kwargs(p: dict, verbose: bool) -> dict:
     return dict(method=p["method"], structure=p["structure"], ridge=p["ridge"], steps=p["steps"],
                 restarts=p["restarts"], batch_size=p["batch_size"], lr=p["lr"], verbose=verbose,
                 score_options={"n_invert": p["n_invert"], "invert_steps": p["invert_steps"]})
-
-
-_FIT_DEFAULTS = {"method": "auto", "structure": "spec", "ridge": -1.0, "lr": 0.1}
 
 
 @register_attack
@@ -74,26 +77,7 @@ class KnownPlaintextKeyEstimation(Attack):
 
     name = "key-known-plaintext"
     family = "key-estimation"
-    PARAMS = {"n_pairs": int, "pair_input": str, **FIT_PARAMS}
-    BUDGETS = {
-        "smoke": {**_FIT_DEFAULTS, "n_pairs": 24, "pair_input": "embedding", "steps": 4, "restarts": 1,
-                  "batch_size": 8, "n_invert": 8, "invert_steps": 3},
-        "standard": {**_FIT_DEFAULTS, "n_pairs": 128, "pair_input": "embedding", "steps": 150, "restarts": 2,
-                     "batch_size": 32, "n_invert": 32, "invert_steps": 40},
-        "full": {**_FIT_DEFAULTS, "n_pairs": 512, "pair_input": "embedding", "steps": 600, "restarts": 4,
-                 "batch_size": 32, "n_invert": 64, "invert_steps": 100},
-    }
-    VICTIM_SIZES = {"smoke": {"n_private": 64, "n_public": 16, "n_heldout": 32},
-                    "standard": {"n_private": 256, "n_public": 16, "n_heldout": 64},
-                    "full": {"n_private": 1024, "n_public": 16, "n_heldout": 128}}
-
-    def validate_params(self) -> None:
-        p = self.params
-        if p["n_pairs"] < 1:
-            raise ValueError(f"{self.name}: n_pairs must be >= 1, got {p['n_pairs']}")
-        if p["pair_input"] not in PAIR_INPUTS:
-            raise ValueError(f"{self.name}: pair_input must be one of {PAIR_INPUTS}, got {p['pair_input']!r}")
-        validate_fit_params(self.name, p)
+    Params = KnownPlaintextParams
 
     def victim_sizes(self) -> dict:
         sizes = super().victim_sizes()

@@ -40,6 +40,7 @@ import torch
 
 from owsd.stats import binomial_pvalue, bootstrap_ci, wilson_interval
 from attacks.base import Score, register_scorer
+from attacks.metrics import declare, higher, lower
 from attacks.key_estimation.linear_fit import as_unit_float, to_link
 from attacks.key_estimation.outputs import KeyEstimate, Matching
 from attacks.key_estimation.surrogate import fit_domain, fit_forward, pre_normalization, weight_error
@@ -49,6 +50,10 @@ from owsd.scrambler import Scrambler
 from owsd.validation import as_image_batch
 
 log = logging.getLogger(__name__)
+
+#: the metrics these scorers produce: which way helps the attacker, and a perfect attack's value
+declare(functional_error=lower(0.0), functional_error_link=lower(0.0), weight_error=lower(0.0),
+        embedding_error=lower(0.0), inversion_ssim=higher(1.0), reid_accuracy=higher(1.0))
 
 SCORER_SEED = 20261124
 N_RANDOM_KEYS = 3

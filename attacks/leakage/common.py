@@ -1,4 +1,4 @@
-"""Shared pieces of the leakage attacks: budgets, victim sizes, the ``source`` parameter.
+"""Shared pieces of the leakage attacks: their base class and the ``source`` parameter.
 
 Example:
     >>> LEAKAGE_VICTIM_SIZES["smoke"]["n_private"]
@@ -7,51 +7,45 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 import torch
 
 from attacks.base import Attack
+from attacks.budgets import LEAKAGE_VICTIM_SIZES
 from attacks.leakage.features import SOURCES
+from attacks.params import param
 from attacks.threat import Requirements
 
 #: the victim's internal-model training recipe (public: an attacker may know it)
 INTERNAL_RECIPE: dict = {"kind": "mlp", "hidden": 256, "epochs": 30, "batch_size": 32, "lr": 1e-3, "dropout": 0.1}
 
-#: victim sizes shared by every leakage test (one victim serves the whole suite)
-LEAKAGE_VICTIM_SIZES: dict[str, dict] = {
-    "smoke": {"n_private": 200, "n_public": 16, "n_heldout": 100},
-    "standard": {"n_private": 600, "n_public": 16, "n_heldout": 200},
-    "full": {"n_private": 1000, "n_public": 16, "n_heldout": 250},
-}
+__all__ = ["INTERNAL_RECIPE", "LEAKAGE_VICTIM_SIZES", "LeakageAttack", "SourceParams",
+           "classifier_validation_positions", "standardize", "sub_seed"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceParams:
+    """The ``source`` parameter of the leakage tests that can look at either observation."""
+
+    source: str = param(doc="what the attacker analyses: the scrambled images or the cloud's output vectors",
+                        choices=SOURCES)
 
 
 class LeakageAttack(Attack):
-    """Base of the leakage tests: family, sizes, and the optional ``source`` parameter.
+    """Base of the leakage tests: family and the optional ``source`` parameter.
 
     ``source="scrambled"`` works on the scrambled images; ``"outputs"`` on the cloud's output
-    vectors (and then needs a cloud: the requirement is set per instance).
+    vectors, and then the attack needs a cloud (its requirements follow the parameter).
     """
 
     family: ClassVar[str] = "leakage"
-    VICTIM_SIZES: ClassVar[dict[str, dict]] = LEAKAGE_VICTIM_SIZES
 
-    def validate_params(self) -> None:
-        src = self.params.get("source")
-        if src is not None:
-            if src not in SOURCES:
-                raise ValueError(f"{self.name}: source must be one of {SOURCES}, got {src!r}")
-            if src == "outputs" and not type(self).requirements.cloud:
-                self.requirements = Requirements(cloud=True)
-        for k, v in self.params.items():
-            if isinstance(v, int) and not isinstance(v, bool) and v < 0:
-                raise ValueError(f"{self.name}: parameter {k} must be non-negative, got {v}")
-
-    def _positive(self, *names: str) -> None:
-        for k in names:
-            if self.params.get(k, 1) < 1:
-                raise ValueError(f"{self.name}: parameter {k} must be at least 1, got {self.params[k]}")
+    @property
+    def requirements(self) -> Requirements:
+        return Requirements(cloud=self.source == "outputs")
 
     @property
     def source(self) -> str:

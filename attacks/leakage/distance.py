@@ -22,14 +22,16 @@ Example:
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import ClassVar, Optional
 
 import numpy as np
 import torch
 
-from attacks.leakage.common import LeakageAttack, sub_seed
+from attacks.leakage.common import LeakageAttack, SourceParams, sub_seed
 from attacks.leakage.features import cloud_features, pairwise_sq_dists
 from attacks.leakage.outputs import Linker, PairwiseDistances
+from attacks.params import param
 from attacks.registry import register_attack
 from attacks.threat import ThreatModel
 from attacks.victim import AttackerView
@@ -45,21 +47,29 @@ def _observed(view: AttackerView, source: str) -> np.ndarray:
     return view.targets
 
 
+@dataclass(frozen=True, kw_only=True)
+class MantelParams(SourceParams):
+    """Parameters of the distance-preservation test."""
+
+    n_pairs_items: int = param(doc="targets whose pairwise distances are compared", ge=4)
+    n_perm: int = param(doc="Mantel permutations", ge=1)
+    n_boot: int = param(doc="object-bootstrap resamples of the CI", ge=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinkingParams(SourceParams):
+    """Parameters of the linking games (re-sends among new images)."""
+
+    n_resend: int = param(doc="private images the victim sends again", ge=1)
+    n_new: int = param(doc="never-sent images mixed with them", ge=1)
+
+
 @register_attack
 class DistanceMantel(LeakageAttack):
     """Euclidean distances between a random subset of targets, in what the cloud sees."""
 
     name = "leak-distance-mantel"
-    PARAMS: ClassVar[dict] = {"source": str, "n_pairs_items": int, "n_perm": int, "n_boot": int}
-    BUDGETS: ClassVar[dict] = {"smoke": {"source": "scrambled", "n_pairs_items": 100, "n_perm": 499, "n_boot": 100},
-                               "standard": {"source": "scrambled", "n_pairs_items": 200, "n_perm": 999, "n_boot": 200},
-                               "full": {"source": "scrambled", "n_pairs_items": 400, "n_perm": 1999, "n_boot": 500}}
-
-    def validate_params(self) -> None:
-        super().validate_params()
-        self._positive("n_perm")
-        if self.params["n_pairs_items"] < 4:
-            raise ValueError(f"{self.name}: n_pairs_items must be at least 4")
+    Params: ClassVar[type] = MantelParams
 
     def threat_model(self) -> ThreatModel:
         return ThreatModel(cloud_outputs=self.source == "outputs")
@@ -76,11 +86,7 @@ class LinkingAttack(LeakageAttack):
     """Nearest-target linking of new traffic (the rule is applied by the challenger)."""
 
     resend: ClassVar[str] = "exact"
-    PARAMS: ClassVar[dict] = {"source": str, "n_resend": int, "n_new": int}
-
-    def validate_params(self) -> None:
-        super().validate_params()
-        self._positive("n_resend", "n_new")
+    Params: ClassVar[type] = LinkingParams
 
     def threat_model(self) -> ThreatModel:
         return ThreatModel(cloud_outputs=self.source == "outputs")
@@ -105,6 +111,3 @@ class NearDuplicate(LinkingAttack):
 
     name = "leak-near-duplicate"
     resend = "augment"
-    BUDGETS: ClassVar[dict] = {"smoke": {"source": "scrambled", "n_resend": 60, "n_new": 60},
-                               "standard": {"source": "scrambled", "n_resend": 150, "n_new": 150},
-                               "full": {"source": "scrambled", "n_resend": 300, "n_new": 250}}

@@ -27,16 +27,17 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar, Optional
 
 import numpy as np
 import torch
 
-from attacks.base import RequirementError
 from attacks.leakage.common import LeakageAttack, sub_seed
 from attacks.leakage.features import GramPCA
 from attacks.leakage.groundtruth import no_other_key
 from attacks.leakage.outputs import Distinguisher
+from attacks.params import param
 from attacks.registry import register_attack
 from attacks.threat import ThreatModel
 from attacks.victim import AttackerView, Victim
@@ -61,16 +62,17 @@ class OneClassPPCA:
         return -((z.astype(np.float64) ** 2 / self.lam).sum(1) + r / self.sigma2)
 
 
+@dataclass(frozen=True, kw_only=True)
+class DistinguishParams:
+    """Parameters of the distinguishing games."""
+
+    k: int = param(doc="principal components of the one-class PPCA model", ge=1)
+    n_challenge: int = param(doc="challenge images per class in the game", ge=1)
+
+
 class _Distinguish(LeakageAttack):
     reference: ClassVar[str] = "other-key"
-    PARAMS: ClassVar[dict] = {"k": int, "n_challenge": int}
-    BUDGETS: ClassVar[dict] = {"smoke": {"k": 16, "n_challenge": 100},
-                               "standard": {"k": 32, "n_challenge": 200},
-                               "full": {"k": 64, "n_challenge": 250}}
-
-    def validate_params(self) -> None:
-        super().validate_params()
-        self._positive("k", "n_challenge")
+    Params: ClassVar[type] = DistinguishParams
 
     def threat_model(self) -> ThreatModel:
         return ThreatModel()
@@ -86,17 +88,15 @@ class KeyDistinguish(_Distinguish):
     """Tells the victim's key from another key of the same architecture.
 
     Needs a target with a notion of another key (:func:`~attacks.leakage.groundtruth.other_key_channel`);
-    on a callable without one it is not applicable (:class:`~attacks.base.RequirementError`).
+    on a callable without one it is not applicable (:meth:`unmet`).
     """
 
     name = "leak-key-distinguish"
     reference = "other-key"
 
-    def check_requirements(self, victim: Victim) -> None:
-        super().check_requirements(victim)
+    def unmet(self, victim: Victim) -> Optional[str]:
         why = no_other_key(victim)
-        if why is not None:
-            raise RequirementError(f"{self.name} needs the same scheme under another key: {why}")
+        return None if why is None else f"{self.name} needs the same scheme under another key: {why}"
 
 
 @register_attack

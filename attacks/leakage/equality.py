@@ -29,8 +29,6 @@ Example:
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from attacks.leakage.distance import LinkingAttack
 from attacks.registry import register_attack
 
@@ -41,6 +39,3 @@ class Equality(LinkingAttack):
 
     name = "leak-equality"
     resend = "exact"
-    BUDGETS: ClassVar[dict] = {"smoke": {"source": "scrambled", "n_resend": 50, "n_new": 50},
-                               "standard": {"source": "scrambled", "n_resend": 100, "n_new": 100},
-                               "full": {"source": "scrambled", "n_resend": 200, "n_new": 200}}

@@ -24,30 +24,44 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 import torch
 
 from attacks.base import LabelPredictions
-from attacks.leakage.common import LeakageAttack, standardize, sub_seed
+from attacks.leakage.common import LeakageAttack, SourceParams, standardize, sub_seed
 from attacks.leakage.features import view_features
 from attacks.leakage.outputs import ClusterAssignments
+from attacks.params import param
 from attacks.registry import register_attack
-from attacks.threat import Requirements, ThreatModel
+from attacks.threat import ThreatModel
 from attacks.victim import AttackerView
 
 log = logging.getLogger(__name__)
 
 
-class _Probe(LeakageAttack):
-    PARAMS: ClassVar[dict] = {"source": str, "n_labelled": int, "k": int}
+@dataclass(frozen=True, kw_only=True)
+class ProbeParams(SourceParams):
+    """Parameters of the label probes."""
 
-    def validate_params(self) -> None:
-        super().validate_params()
-        self._positive("k")
-        if self.params["n_labelled"] < 2:
-            raise ValueError(f"{self.name}: n_labelled must be at least 2, got {self.params['n_labelled']}")
+    n_labelled: int = param(doc="targets whose labels the attacker knows (its training set)", ge=2)
+    k: int = param(doc="principal components of the observations the probe sees", ge=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusteringParams(SourceParams):
+    """Parameters of k-means clustering."""
+
+    n_clusters: int = param(doc="the attacker's guess of the number of classes", ge=2)
+    k: int = param(doc="principal components clustered", ge=1)
+    n_init: int = param(doc="k-means restarts", ge=1)
+    n_perm: int = param(doc="permutations of the scorer's null distribution", ge=1)
+
+
+class _Probe(LeakageAttack):
+    Params: ClassVar[type] = ProbeParams
 
     def threat_model(self) -> ThreatModel:
         return ThreatModel(cloud_outputs=self.source == "outputs", labelled_examples=self.params["n_labelled"])
@@ -72,9 +86,6 @@ class LabelProbe(_Probe):
     """Linear probe (logistic regression) on what the cloud sees, from a few labels."""
 
     name = "leak-label-probe"
-    BUDGETS: ClassVar[dict] = {"smoke": {"source": "scrambled", "n_labelled": 50, "k": 32},
-                               "standard": {"source": "scrambled", "n_labelled": 100, "k": 64},
-                               "full": {"source": "scrambled", "n_labelled": 200, "k": 128}}
 
     def _model(self, seed: int):
         from sklearn.linear_model import LogisticRegression
@@ -87,7 +98,6 @@ class LabelMLP(_Probe):
     """A small network (one hidden layer of 64, L-BFGS, weight decay) from a few labels."""
 
     name = "leak-label-mlp"
-    BUDGETS: ClassVar[dict] = LabelProbe.BUDGETS
 
     def _model(self, seed: int):
         from sklearn.neural_network import MLPClassifier
@@ -103,20 +113,7 @@ class Clustering(LeakageAttack):
     """
 
     name = "leak-clustering"
-    requirements: ClassVar[Requirements] = Requirements(cloud=True)
-    PARAMS: ClassVar[dict] = {"source": str, "n_clusters": int, "k": int, "n_init": int, "n_perm": int}
-    BUDGETS: ClassVar[dict] = {
-        "smoke": {"source": "outputs", "n_clusters": 10, "k": 16, "n_init": 4, "n_perm": 200},
-        "standard": {"source": "outputs", "n_clusters": 10, "k": 32, "n_init": 10, "n_perm": 1000},
-        "full": {"source": "outputs", "n_clusters": 10, "k": 32, "n_init": 20, "n_perm": 2000}}
-
-    def validate_params(self) -> None:
-        super().validate_params()
-        self._positive("k", "n_init", "n_perm")
-        if self.params["n_clusters"] < 2:
-            raise ValueError(f"{self.name}: n_clusters must be at least 2")
-        if self.source == "scrambled" and type(self).requirements.cloud:
-            self.requirements = Requirements(cloud=False)
+    Params: ClassVar[type] = ClusteringParams
 
     def threat_model(self) -> ThreatModel:
         return ThreatModel(cloud_outputs=self.source == "outputs")

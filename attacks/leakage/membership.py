@@ -37,6 +37,7 @@ Example:
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Sequence
 
@@ -46,6 +47,7 @@ from tqdm.auto import tqdm
 
 from attacks.leakage.common import INTERNAL_RECIPE, LeakageAttack, classifier_validation_positions, sub_seed
 from attacks.leakage.outputs import MembershipGame
+from attacks.params import param
 from attacks.registry import register_attack
 from attacks.threat import Requirements, ThreatModel
 from attacks.victim import AttackerView
@@ -71,20 +73,34 @@ def logit_confidence(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
+@dataclass(frozen=True, kw_only=True)
+class MembershipParams:
+    """Parameters of the membership games."""
+
+    n_known: int = param(doc="targets with known labels, one internal-model query each", ge=1)
+    n_boot: int = param(doc="bootstrap resamples of the AUC's CI", ge=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShadowParams(MembershipParams):
+    """Parameters of online LiRA."""
+
+    n_shadow: int = param(doc="shadow internal models (each target in about half)", ge=2)
+
+
 class _Membership(LeakageAttack):
     # its outcome measures the internal model's overfitting, not the kernel: a scrambler of pure
     # noise leaks membership as well (see the module doc); reported beside the kernel verdict
     finding: ClassVar[str] = "system"
-    requirements: ClassVar[Requirements] = Requirements(cloud=True)
-    PARAMS: ClassVar[dict] = {"n_known": int, "n_boot": int}
+    Params: ClassVar[type] = MembershipParams
+
+    @property
+    def requirements(self) -> Requirements:
+        return Requirements(cloud=True)
 
     def threat_model(self) -> ThreatModel:
         n = self.params["n_known"]  # one black-box query of the internal model per known target
         return ThreatModel(cloud_outputs=True, labelled_examples=n, model_queries=n, queried_model="internal")
-
-    def validate_params(self) -> None:
-        super().validate_params()
-        self._positive("n_known", "n_boot")
 
 
 @register_attack
@@ -92,9 +108,6 @@ class MembershipLoss(_Membership):
     """LOSS attack: members are the targets the internal model is most confident on."""
 
     name = "leak-membership-loss"
-    BUDGETS: ClassVar[dict] = {"smoke": {"n_known": 200, "n_boot": 200},
-                               "standard": {"n_known": 600, "n_boot": 500},
-                               "full": {"n_known": 1000, "n_boot": 1000}}
 
     def run(self, view: AttackerView, *, rng: np.random.Generator, generator: torch.Generator) -> MembershipGame:
         idx, y = view.labelled_indices, view.labelled_labels
@@ -111,15 +124,7 @@ class MembershipShadow(_Membership):
     """Online LiRA with ``n_shadow`` shadow internal models trained on halves of the targets."""
 
     name = "leak-membership-shadow"
-    PARAMS: ClassVar[dict] = {"n_known": int, "n_boot": int, "n_shadow": int}
-    BUDGETS: ClassVar[dict] = {"smoke": {"n_known": 200, "n_boot": 200, "n_shadow": 8},
-                               "standard": {"n_known": 600, "n_boot": 500, "n_shadow": 16},
-                               "full": {"n_known": 1000, "n_boot": 1000, "n_shadow": 32}}
-
-    def validate_params(self) -> None:
-        super().validate_params()
-        if self.params["n_shadow"] < 2:
-            raise ValueError(f"{self.name}: n_shadow must be at least 2 (models in and out of each target)")
+    Params: ClassVar[type] = ShadowParams
 
     def run(self, view: AttackerView, *, rng: np.random.Generator, generator: torch.Generator) -> MembershipGame:
         idx, y = view.labelled_indices, view.labelled_labels

@@ -25,17 +25,29 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 import torch
 
-from attacks.leakage.common import LeakageAttack
+from attacks.leakage.common import LeakageAttack, SourceParams
 from attacks.leakage.features import view_features
 from attacks.leakage.outputs import AttackerFeatures
+from attacks.params import param
 from attacks.registry import register_attack
 from attacks.threat import ThreatModel
 from attacks.victim import AttackerView
+
+
+@dataclass(frozen=True, kw_only=True)
+class MutualInfoParams(SourceParams):
+    """Parameters of the kNN mutual-information estimates."""
+
+    k: int = param(doc="principal components of the observations", ge=1)
+    n_perm: int = param(doc="permutations of the null distribution", ge=1)
+    n_neighbors: int = param(doc="neighbours of the kNN estimator", ge=1)
+    n_coords: int = param(doc="coordinates whose information is estimated", ge=1)
 
 
 @register_attack
@@ -43,15 +55,7 @@ class MutualInfo(LeakageAttack):
     """Principal components of what the cloud sees, for kNN mutual-information estimates."""
 
     name = "leak-mutual-info"
-    PARAMS: ClassVar[dict] = {"source": str, "k": int, "n_perm": int, "n_neighbors": int, "n_coords": int}
-    BUDGETS: ClassVar[dict] = {
-        "smoke": {"source": "scrambled", "k": 8, "n_perm": 50, "n_neighbors": 3, "n_coords": 4},
-        "standard": {"source": "scrambled", "k": 8, "n_perm": 200, "n_neighbors": 3, "n_coords": 8},
-        "full": {"source": "scrambled", "k": 16, "n_perm": 500, "n_neighbors": 3, "n_coords": 16}}
-
-    def validate_params(self) -> None:
-        super().validate_params()
-        self._positive("k", "n_perm", "n_neighbors", "n_coords")
+    Params: ClassVar[type] = MutualInfoParams
 
     def threat_model(self) -> ThreatModel:
         return ThreatModel(cloud_outputs=self.source == "outputs")

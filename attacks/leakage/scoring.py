@@ -30,6 +30,7 @@ from sklearn.metrics import normalized_mutual_info_score
 
 from owsd.stats import binomial_pvalue, bootstrap_ci, permutation_pvalue, roc_curve, wilson_interval
 from attacks.base import Score, register_scorer
+from attacks.metrics import declare, higher
 from attacks.leakage.features import pairwise_sq_dists
 from attacks.leakage.groundtruth import (InternalOracle, augment, challenge_images, internal_model_for,
                                          other_key_channel, traffic, uniform_noise_images)
@@ -40,6 +41,10 @@ from attacks.leakage.stats import (KnnMutualInfo, auc_test, hungarian_accuracy, 
 from attacks.victim import AttackerView, Victim
 
 log = logging.getLogger(__name__)
+
+#: the metrics these scorers produce: which way helps the attacker, and a perfect attack's value
+declare(auc=higher(1.0), hungarian_accuracy=higher(1.0), nmi=higher(1.0), spearman=higher(1.0),
+        resend_auc=higher(1.0), link_accuracy=higher(1.0))
 
 EXACT_TOL = 1e-6  # squared distance below one grey level in one pixel ((1/255)^2 = 1.5e-5)
 

@@ -28,30 +28,26 @@ import numpy as np
 from owsd.stats import fdr_adjust
 from owsd.threads import limit
 from attacks.base import AttackResult
-from attacks.leakage.common import LEAKAGE_VICTIM_SIZES
+from attacks.budgets import LEAKAGE_VICTIM_SIZES, configurations
 from attacks.victim import Victim
 
 log = logging.getLogger(__name__)
 
-#: (attack name, parameter overrides) of the full suite, in table order
-SUITE: tuple[tuple[str, dict], ...] = (
-    ("leak-label-probe", {"source": "scrambled"}),
-    ("leak-label-probe", {"source": "outputs"}),
-    ("leak-label-mlp", {"source": "scrambled"}),
-    ("leak-label-mlp", {"source": "outputs"}),
-    ("leak-clustering", {"source": "outputs"}),
-    ("leak-clustering", {"source": "scrambled"}),
-    ("leak-distance-mantel", {"source": "scrambled"}),
-    ("leak-distance-mantel", {"source": "outputs"}),
-    ("leak-near-duplicate", {"source": "scrambled"}),
-    ("leak-equality", {"source": "scrambled"}),
-    ("leak-key-distinguish", {}),
-    ("leak-noise-distinguish", {}),
-    ("leak-membership-loss", {}),
-    ("leak-membership-shadow", {}),
-    ("leak-mutual-info", {"source": "scrambled"}),
-    ("leak-mutual-info", {"source": "outputs"}),
-)
+#: the leakage tests in table order; each runs its main configuration, then its variants
+#: from the budgets table (:func:`attacks.budgets.configurations`)
+SUITE_ORDER: tuple[str, ...] = (
+    "leak-label-probe", "leak-label-mlp", "leak-clustering", "leak-distance-mantel", "leak-near-duplicate",
+    "leak-equality", "leak-key-distinguish", "leak-noise-distinguish", "leak-membership-loss",
+    "leak-membership-shadow", "leak-mutual-info")
+
+
+def suite(budget: str) -> tuple[tuple[str, dict], ...]:
+    """(attack name, parameter overrides) of the full suite at ``budget``, in table order."""
+    return tuple((n, p) for n in SUITE_ORDER for p in configurations(n, budget))
+
+
+#: the suite at the smoke budget (the same configurations at every budget)
+SUITE: tuple[tuple[str, dict], ...] = suite("smoke")
 
 
 def leakage_victim_sizes(budget: str) -> dict:
@@ -77,7 +73,7 @@ def _run_all(victim: Victim, *, budget: str, seed: int, only, verbose: bool) -> 
 
     only = set(only) if only is not None else None
     results = []
-    for name, params in SUITE:
+    for name, params in suite(budget):
         if only is not None and name not in only:
             continue
         cls = get_attack(name)

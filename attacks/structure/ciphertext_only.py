@@ -29,12 +29,14 @@ near chance: on MNIST's standard budget it re-identifies every target, see tests
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from attacks.base import Attack
+from attacks.params import param
 from attacks.registry import register_attack
 from attacks.structure.outputs import StructureRecovery
 from attacks.structure.pipeline import recover
@@ -43,30 +45,31 @@ from attacks.victim import AttackerView
 
 log = logging.getLogger(__name__)
 
-PARAMS = {"n_traffic": int, "n_aux": int, "n_basis": int, "max_dim": int, "clusters": int, "restarts": int,
-          "n_ref": int, "pool_sizes": tuple, "n_targets": int, "n_reconstruct": int, "traffic_curve": tuple,
-          "aux_curve": tuple}
+@dataclass(frozen=True, kw_only=True)
+class StructureParams:
+    """Parameters of the structure attacks (victim sizes follow from them)."""
+
+    n_traffic: int = param(doc="observed images (scrambled, or cloud outputs) the structure is learned from", ge=3)
+    n_aux: int = param(doc="public images of the same kind, unpaired", ge=1)
+    n_basis: int = param(doc="basis points of the hull", ge=3)
+    max_dim: int = param(doc="principal directions aligned at most", ge=1)
+    clusters: int = param(doc="clusters of the matcher (0: chosen from the data)", ge=0)
+    restarts: int = param(doc="restarts of the alignment", ge=1)
+    n_ref: int = param(doc="reference points of the alignment (0: all)", ge=0)
+    pool_sizes: tuple[int, ...] = param(doc="candidate-pool sizes of the re-identification games", ge=2,
+                                        min_len=1)
+    n_targets: int = param(doc="targets of the re-identification games", ge=1)
+    n_reconstruct: int = param(doc="targets reconstructed", ge=1)
+    traffic_curve: tuple[int, ...] = param(doc="smaller traffic sizes of the learning curve", ge=3)
+    aux_curve: tuple[int, ...] = param(doc="smaller public-set sizes of the learning curve", ge=3)
 
 
 class StructureAttack(Attack):
     """Shared parameters, budgets checks and curve loop of the structure attacks."""
 
     family = "inversion"
-    PARAMS = PARAMS
+    Params = StructureParams
     kind = "scrambled"
-
-    def validate_params(self) -> None:
-        p = self.params
-        for k in ("n_traffic", "n_aux", "n_basis", "max_dim", "restarts", "n_targets", "n_reconstruct"):
-            if p[k] < 1:
-                raise ValueError(f"{self.name}: {k} must be >= 1, got {p[k]}")
-        if p["n_basis"] < 3 or p["n_traffic"] < 3:
-            raise ValueError(f"{self.name}: n_traffic and n_basis must be >= 3")
-        if not p["pool_sizes"] or any(not isinstance(k, int) or k < 2 for k in p["pool_sizes"]):
-            raise ValueError(f"{self.name}: pool_sizes must be integers >= 2, got {p['pool_sizes']!r}")
-        for name in ("traffic_curve", "aux_curve"):
-            if any(not isinstance(k, int) or k < 3 for k in p[name]):
-                raise ValueError(f"{self.name}: {name} must hold integers >= 3, got {p[name]!r}")
 
     def victim_sizes(self) -> dict:
         p = self.params
@@ -116,14 +119,3 @@ class StructureCiphertextOnly(StructureAttack):
     """Hull, rays and alignment from scrambled images alone (see the module doc)."""
 
     name = "structure-ciphertext-only"
-    BUDGETS = {
-        "smoke": {"n_traffic": 500, "n_aux": 700, "n_basis": 256, "max_dim": 64, "clusters": 0, "restarts": 2,
-                  "n_ref": 0, "pool_sizes": (16, 64), "n_targets": 300, "n_reconstruct": 200, "traffic_curve": (),
-                  "aux_curve": ()},
-        "standard": {"n_traffic": 4000, "n_aux": 20000, "n_basis": 512, "max_dim": 64, "clusters": 0,
-                     "restarts": 3, "n_ref": 5000, "pool_sizes": (16, 64, 256, 1024), "n_targets": 1000,
-                     "n_reconstruct": 1000, "traffic_curve": (2000,), "aux_curve": ()},
-        "full": {"n_traffic": 8000, "n_aux": 40000, "n_basis": 768, "max_dim": 64, "clusters": 0, "restarts": 4,
-                 "n_ref": 8000, "pool_sizes": (16, 64, 256, 1024, 4096), "n_targets": 2000,
-                 "n_reconstruct": 1000, "traffic_curve": (256, 1000, 4000), "aux_curve": (1000, 4000)},
-    }

@@ -33,18 +33,10 @@ class StructureCloudOutputs(StructureAttack):
 
     name = "structure-cloud-outputs"
     kind = "outputs"
-    requirements = Requirements(cloud=True)
-    BUDGETS = {
-        "smoke": {"n_traffic": 500, "n_aux": 700, "n_basis": 500, "max_dim": 64, "clusters": 0, "restarts": 2,
-                  "n_ref": 0, "pool_sizes": (16, 64), "n_targets": 300, "n_reconstruct": 200, "traffic_curve": (),
-                  "aux_curve": ()},
-        "standard": {"n_traffic": 4000, "n_aux": 20000, "n_basis": 2000, "max_dim": 64, "clusters": 0,
-                     "restarts": 3, "n_ref": 5000, "pool_sizes": (16, 64, 256, 1024), "n_targets": 1000,
-                     "n_reconstruct": 1000, "traffic_curve": (), "aux_curve": ()},
-        "full": {"n_traffic": 8000, "n_aux": 40000, "n_basis": 3000, "max_dim": 64, "clusters": 0, "restarts": 4,
-                 "n_ref": 8000, "pool_sizes": (16, 64, 256, 1024, 4096), "n_targets": 2000,
-                 "n_reconstruct": 1000, "traffic_curve": (1000, 4000), "aux_curve": ()},
-    }
+
+    @property
+    def requirements(self) -> Requirements:
+        return Requirements(cloud=True)
 
     def observed(self, view: AttackerView) -> np.ndarray:
         return view.target_outputs

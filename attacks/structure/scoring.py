@@ -36,6 +36,7 @@ from typing import Optional
 import numpy as np
 
 from attacks.base import Score, register_scorer
+from attacks.metrics import declare, higher
 from attacks.inversion.scoring import _mean_summary, derangement, image_metrics, spread, to_unit
 from attacks.key_estimation.scoring import grade_reidentification
 from attacks.structure.hull import intrinsic_dimension
@@ -44,6 +45,9 @@ from attacks.victim import AttackerView, Victim
 from owsd.stats import binomial_pvalue, bootstrap_ci, permutation_pvalue, wilson_interval
 
 log = logging.getLogger(__name__)
+
+#: the metrics these scorers produce: which way helps the attacker, and a perfect attack's value
+declare(ssim_mean=higher(1.0), reid_accuracy=higher(1.0))
 
 SCORER_SEED = 20261125
 N_NULL = 99
