@@ -33,13 +33,15 @@ from typing import Sequence, Union
 import numpy as np
 
 from owsd import provenance
+from owsd import threads as owsd_threads
 from owsd.cloud import default_cache_dir
 from owsd.data import ImageDataset, load_splits
 from owsd_bench.config import BenchConfig
 from owsd_bench.document import assemble
 from owsd_bench.he_side import he_document, he_per_round, he_round, setup_he
+from owsd_bench.measure import matmul_peak
 from owsd_bench.network import plaintext_logits
-from owsd_bench.owsd_side import owsd_documents, owsd_round, setup_owsd
+from owsd_bench.owsd_side import cloud_model_documents, owsd_documents, owsd_round, setup_owsd
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,7 @@ def run_benchmark(cfg: BenchConfig, *, command: Union[None, str, Sequence[str]] 
         owsd_rounds.append(owsd_round(ow.encoder, ow.scrambler, ow.clouds, ow.internal, timing_set,
                                       batch_size=cfg.batch_size, topk=cfg.topk, verbose=cfg.verbose,
                                       transmit=cfg.transmit))
+    peak = matmul_peak(threads=owsd_threads.cap())
     machine["loadavg_end"] = provenance.load_average()
 
     he_per = he_per_round(he_rounds)
@@ -109,6 +112,7 @@ def run_benchmark(cfg: BenchConfig, *, command: Union[None, str, Sequence[str]] 
                                          test_images=len(acc_test), timing_images=len(timing_set))
     res = assemble(cfg, machine=machine, command=prov["command"], data=data_info, he=he_doc, owsd=owsd_doc,
                    plaintext=plain_doc, he_per=he_per, owsd_per_image=[o["per_image"] for o in owsd_rounds])
+    res["cloud_model"] = cloud_model_documents(ow.clouds, plain_doc, peak=peak, batch_size=cfg.batch_size)
     res["wall_seconds"] = time.perf_counter() - started
     return res
 
