@@ -32,8 +32,10 @@ its epilogue):
 
 Ceilings measured in the same run: the ``torch.mm`` float32 rate (2048^3) and the
 memory-write bandwidth (``fill_`` of a batch-sized float32 buffer: reused, and freshly
-allocated, i.e. with first-touch page faults).  Every row reports the fraction of each
-(its own FLOPs; its output bytes) and ``binding_limit``, the largest fraction.  A
+allocated, i.e. with first-touch page faults), in wall time and per process CPU second.
+Every row reports the fraction of each (its own FLOPs; its output bytes) per CPU second
+(``cpu_time_fractions``: on a shared machine the wall-time ceilings move with the other
+jobs, the CPU-time ones much less) and ``binding_limit``, the largest of them.  A
 ``small_batches`` block times the fused and collapsed kernels at batches 1..64: the
 collapsed matrix (``4 K P`` bytes, 38.5 MB for ``default``) is read once per batch, so it
 loses at small batches.
@@ -173,15 +175,28 @@ def ext_layers(x, ws, bs, kw):
     return normalize_to_image(x, kw["normalization"], gain=kw["gain"])
 
 
+CPU_SECONDS: List[float] = []
+"""Process CPU seconds of each call timed by the last :func:`time_fn` (same order as its wall times)."""
+
+
 def time_fn(fn: Callable[[], object], repeats: int, warmup: int = 1) -> List[float]:
+    """Wall seconds of ``repeats`` calls after ``warmup``; their CPU seconds go to ``CPU_SECONDS``.
+
+    On a shared machine the wall time counts the slices other processes took; the process CPU
+    time does not (with one thread it is the time the work actually ran), so the ceilings'
+    fractions are also given per CPU second.
+    """
     with torch.inference_mode():
         for _ in range(warmup):
             fn()
-        out = []
+        out, cpu = [], []
         for _ in range(repeats):
+            c0 = time.process_time()
             t0 = time.perf_counter()
             fn()
             out.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+    CPU_SECONDS[:] = cpu
     return out
 
 
@@ -189,7 +204,8 @@ def matmul_peak(repeats: int = 7, n: int = 2048) -> dict:
     a, b = torch.randn(n, n), torch.randn(n, n)
     ts = time_fn(lambda: torch.mm(a, b), repeats, warmup=2)
     gf = [2 * n ** 3 / t / 1e9 for t in ts]
-    return {"n": n, "gflops_median": statistics.median(gf), "gflops_max": max(gf)}
+    return {"n": n, "gflops_median": statistics.median(gf), "gflops_max": max(gf),
+            "gflops_per_cpu_s_median": 2 * n ** 3 / statistics.median(CPU_SECONDS) / 1e9}
 
 
 def write_bandwidth(nbytes: int, repeats: int = 5) -> dict:
@@ -197,9 +213,12 @@ def write_bandwidth(nbytes: int, repeats: int = 5) -> dict:
     n = max(1, nbytes // 4)
     buf = torch.empty(n)
     reused = statistics.median(time_fn(lambda: buf.fill_(0.5), repeats, warmup=1))
+    reused_cpu = statistics.median(CPU_SECONDS)
     del buf
     fresh = statistics.median(time_fn(lambda: torch.empty(n).fill_(0.5), repeats, warmup=1))
-    return {"bytes": 4 * n, "reused_bytes_per_s": 4 * n / reused, "fresh_bytes_per_s": 4 * n / fresh}
+    fresh_cpu = statistics.median(CPU_SECONDS)
+    return {"bytes": 4 * n, "reused_bytes_per_s": 4 * n / reused, "fresh_bytes_per_s": 4 * n / fresh,
+            "reused_bytes_per_cpu_s": 4 * n / reused_cpu, "fresh_bytes_per_cpu_s": 4 * n / fresh_cpu}
 
 
 def collapsed_paths(stack: dict, ws, bs, kw, x: torch.Tensor) -> tuple[dict, object]:
@@ -246,8 +265,9 @@ def small_batches(stack: dict, repeats: int, batches=(1, 4, 16, 64)) -> List[dic
     return rows
 
 
-def bench_stack(stack: dict, batch: int, repeats: int, peak_gflops: float, ext_ok: bool,
+def bench_stack(stack: dict, batch: int, repeats: int, peak: dict, ext_ok: bool,
                 write_bw: Optional[dict] = None) -> dict:
+    peak_gflops = peak["gflops_median"]
     ws, bs, kw = make_params(stack)
     x = torch.randn(batch, *stack["input"])
     macs = exact_macs(stack)
@@ -299,6 +319,7 @@ def bench_stack(stack: dict, batch: int, repeats: int, peak_gflops: float, ext_o
     out_numel = None
     for name, fn in impls.items():
         ts = time_fn(fn, repeats)
+        cpu_med = statistics.median(CPU_SECONDS)
         if out_numel is None:
             with torch.inference_mode():
                 out_numel = fn()[0].numel()
@@ -313,16 +334,17 @@ def bench_stack(stack: dict, batch: int, repeats: int, peak_gflops: float, ext_o
             "seconds_per_batch_median": batch / med,
             "gflops": gflops,
             "fraction_of_mm_peak": gflops / peak_gflops,
+            "images_per_cpu_s": batch / cpu_med,
         }
         if write_bw is not None:
             out_bytes = out_numel * (1 if "uint8" in name else 4)
-            fr = {"mm peak": gflops / peak_gflops,
-                  "memory write": med * out_bytes / write_bw["reused_bytes_per_s"]}
+            per_cpu = batch / cpu_med
+            fr = {"mm peak": per_cpu * flops.get(name, 2 * macs) / (peak["gflops_per_cpu_s_median"] * 1e9),
+                  "memory write": per_cpu * out_bytes / write_bw["reused_bytes_per_cpu_s"]}
             if "into_buffer" not in name:
-                fr["memory write, fresh pages"] = med * out_bytes / write_bw["fresh_bytes_per_s"]
-            rows[name].update({"fraction_of_write_bw": fr["memory write"],
-                               "fraction_of_fresh_write_bw": fr.get("memory write, fresh pages"),
-                               "binding_limit": max(fr, key=fr.get)})
+                fr["memory write, fresh pages"] = per_cpu * out_bytes / write_bw["fresh_bytes_per_cpu_s"]
+            rows[name].update({"fraction_of_write_bw": med * out_bytes / write_bw["reused_bytes_per_s"],
+                               "cpu_time_fractions": fr, "binding_limit": max(fr, key=fr.get)})
         log.info("%-14s %-32s %9.1f img/s (%.1f..%.1f)  %.1f GFLOP/s", stack["name"], name, med, ips[0], ips[-1],
                  gflops)
     best_torch = max(("torch_contiguous", "torch_channels_last"), key=lambda k: rows[k]["images_per_s_median"])
@@ -377,7 +399,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         "owsd_ops_status": status,
         "mm_peak": peak,
         "write_bandwidth": wbw,
-        "stacks": [bench_stack(s, args.batch, args.repeats, peak["gflops_median"], ext_ok, wbw) for s in stacks],
+        "stacks": [bench_stack(s, args.batch, args.repeats, peak, ext_ok, wbw) for s in stacks],
     }
     if ext_ok and args.small_batch_repeats > 0:
         out["small_batches"] = {s["name"]: small_batches(s, args.small_batch_repeats) for s in stacks
