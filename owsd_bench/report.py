@@ -103,4 +103,10 @@ def markdown_table(res: dict) -> str:
         f"Machine: {res['machine']['cpu_model']}, {res['machine']['cores']} cores; data {res['data']['dataset']}; "
         f"{res['config']['repeats']} rounds of {he['n_images']} HE / {ow['timing_images']} OWSD images",
     ]
+    for name, cm in res.get("cloud_model", {}).items():
+        lines.append(f"Cloud {name}: {cm['flops_per_image'] / 1e9:.3f} GFLOP an image (2 x multiply-adds), "
+                     f"{cm['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s = {pct(cm['fraction_of_matmul_peak'])} of "
+                     f"the torch.mm peak of this run ({cm['matmul_peak']['flops_per_s'] / 1e9:.1f} GFLOP/s, "
+                     f"{cm['matmul_peak']['threads']} threads); batch {cm['batch_size']}, "
+                     f"{cm['session'].get('intra_op_num_threads')} onnxruntime threads")
     return "\n".join(rows + lines) + "\n"
