@@ -103,8 +103,9 @@ def affine_scramble(x: torch.Tensor, matrix: torch.Tensor, offset: Optional[torc
                                            for t in (x, matrix, offset, scale, center, base)):
             raise ValueError("out= is not differentiable; call without out to get gradients")
     if _use_ext(impl, x.device):
-        if out is None:
-            return torch.ops.owsd.affine_scramble(x, matrix, offset, scale, center, base, POSTS[post], out_dtype)
+        if out is None or x.device.type != "cpu":  # the out= kernel is CPU only: elsewhere, a copy
+            y = torch.ops.owsd.affine_scramble(x, matrix, offset, scale, center, base, POSTS[post], out_dtype)
+            return y if out is None else out.copy_(y)
         torch.ops.owsd.affine_scramble_out(x, matrix, offset, scale, center, base, POSTS[post], out)
         return out
     y = affine_scramble_ref(x, matrix, offset, scale, center, base, POSTS[post], out_dtype)

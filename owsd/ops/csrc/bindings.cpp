@@ -344,21 +344,16 @@ at::Tensor affine_scramble_cpu(const at::Tensor& x, const at::Tensor& matrix, co
   return out;
 }
 
-// The caller's output buffer (N, P), contiguous, of the output dtype, on x's device: a client
-// that scrambles batch after batch writes into the same pages and pays no first-touch faults.
-void check_affine_out(const at::Tensor& x, const at::Tensor& matrix, const at::Tensor& out) {
-  OWSD_CHECK(out.dim() == 2 && out.size(0) == x.size(0) && out.size(1) == matrix.size(1),
-             "owsd::affine_scramble_out: out must have shape (" + std::to_string(x.size(0)) + ", " +
-                 std::to_string(matrix.size(1)) + ")");
-  OWSD_CHECK(out.is_contiguous(), "owsd::affine_scramble_out: out must be contiguous");
-  OWSD_CHECK(out.device() == x.device(), "owsd::affine_scramble_out: out must be on x's device");
-}
-
+// affine_scramble_out (CPU only; CUDA callers copy): the caller's (N, P) contiguous buffer of the output
+// dtype.  A client scrambling batch after batch into one buffer pays no first-touch page faults.
 void affine_scramble_out_cpu(const at::Tensor& x, const at::Tensor& matrix, const std::optional<at::Tensor>& offset,
                              const at::Tensor& scale, const at::Tensor& center, const std::optional<at::Tensor>& base,
                              int64_t post, at::Tensor out) {
   const AffineInputs in = affine_inputs(x, matrix, offset, scale, center, base, post, out.scalar_type());
-  check_affine_out(x, matrix, out);
+  OWSD_CHECK(out.dim() == 2 && out.size(0) == x.size(0) && out.size(1) == matrix.size(1) && out.is_contiguous() &&
+                 out.device() == x.device(),
+             "owsd::affine_scramble_out: out must have shape (" + std::to_string(x.size(0)) + ", " +
+                 std::to_string(matrix.size(1)) + "), be contiguous and on x's device");
   affine_scramble_cpu_into(in, out);
 }
 
@@ -448,33 +443,20 @@ at::Tensor fused_scramble_cuda(const at::Tensor& x, at::TensorList weights,
   }
   return out;
 }
-void affine_scramble_cuda_into(const AffineInputs& in, at::Tensor& out) {
-  if (out.numel() == 0) return;
-  void* stream = c10::cuda::getCurrentCUDAStream().stream();
-  if (in.x.scalar_type() == at::kFloat) {
-    check_cuda(owsd::cuda::affine_scramble_f32(affine_args<float>(in, out), stream), "affine_scramble");
-  } else {
-    check_cuda(owsd::cuda::affine_scramble_f64(affine_args<double>(in, out), stream), "affine_scramble");
-  }
-}
-
 at::Tensor affine_scramble_cuda(const at::Tensor& x, const at::Tensor& matrix, const std::optional<at::Tensor>& offset,
                                 const at::Tensor& scale, const at::Tensor& center,
                                 const std::optional<at::Tensor>& base, int64_t post, at::ScalarType out_dtype) {
   const AffineInputs in = affine_inputs(x, matrix, offset, scale, center, base, post, out_dtype);
   const c10::cuda::CUDAGuard guard(x.device());
   at::Tensor out = at::empty({x.size(0), matrix.size(1)}, x.options().dtype(out_dtype));
-  affine_scramble_cuda_into(in, out);
+  if (out.numel() == 0) return out;
+  void* stream = c10::cuda::getCurrentCUDAStream().stream();
+  if (x.scalar_type() == at::kFloat) {
+    check_cuda(owsd::cuda::affine_scramble_f32(affine_args<float>(in, out), stream), "affine_scramble");
+  } else {
+    check_cuda(owsd::cuda::affine_scramble_f64(affine_args<double>(in, out), stream), "affine_scramble");
+  }
   return out;
-}
-
-void affine_scramble_out_cuda(const at::Tensor& x, const at::Tensor& matrix, const std::optional<at::Tensor>& offset,
-                              const at::Tensor& scale, const at::Tensor& center,
-                              const std::optional<at::Tensor>& base, int64_t post, at::Tensor out) {
-  const AffineInputs in = affine_inputs(x, matrix, offset, scale, center, base, post, out.scalar_type());
-  check_affine_out(x, matrix, out);
-  const c10::cuda::CUDAGuard guard(x.device());
-  affine_scramble_cuda_into(in, out);
 }
 #endif  // WITH_CUDA
 
@@ -509,6 +491,5 @@ TORCH_LIBRARY_IMPL(owsd, CUDA, m) {
   m.impl("conv_transpose2d", &conv_transpose2d_cuda);
   m.impl("fused_scramble", &fused_scramble_cuda);
   m.impl("affine_scramble", &affine_scramble_cuda);
-  m.impl("affine_scramble_out", &affine_scramble_out_cuda);
 }
 #endif
