@@ -19,7 +19,6 @@ import argparse
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -29,29 +28,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from owsd import provenance  # noqa: E402
-from owsd import threads as owsd_threads  # noqa: E402
 from owsd.cloud import default_cache_dir  # noqa: E402
 from owsd.data import load_splits  # noqa: E402
 from owsd.io import atomic_write_json  # noqa: E402
 from owsd_bench.ckks import HeClient, HeServer  # noqa: E402
 from owsd_bench.config import BenchConfig  # noqa: E402
-from owsd_bench.he_batched import BatchedHeClient, BatchedHeServer, operation_count  # noqa: E402
+from owsd_bench.he_batched import batched_round, plaintext_seconds  # noqa: E402
 from owsd_bench.he_side import he_network, he_round  # noqa: E402
 from owsd_bench.measure import accuracy  # noqa: E402
 from owsd_bench.network import plaintext_logits  # noqa: E402
 
 log = logging.getLogger("bench_he_batched")
-
-
-def plaintext_seconds(net, images: np.ndarray, repeats: int = 3) -> float:
-    """Seconds an image of the plaintext network on ``images`` (best of ``repeats``, one thread)."""
-    best = float("inf")
-    with owsd_threads.limit(1):
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            plaintext_logits(net, images)
-            best = min(best, time.perf_counter() - t0)
-    return best / len(images)
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
@@ -77,35 +64,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
     plain_s = plaintext_seconds(net, images)
     plain_pred = plaintext_logits(net, images)
 
-    client = BatchedHeClient(net.geometry)
-    public = client.public_context()
-    server = BatchedHeServer(net, public)
-    t0 = time.perf_counter()
-    up = client.encrypt(images)
-    t1 = time.perf_counter()
-    down = server.infer(up)
-    t2 = time.perf_counter()
-    scores = client.decrypt(down, n=n)
-    t3 = time.perf_counter()
-    total = t3 - t0
-    log.info("batched: %d images, encrypt %.1f s, server %.1f s, decrypt %.2f s", n, t1 - t0, t2 - t1, t3 - t2)
-    batched = {
-        "images": n, "slots": client.params.slots, "operations": operation_count(net),
-        "seconds": {"encrypt": t1 - t0, "server": t2 - t1, "decrypt": t3 - t2, "total": total,
-                    "server_stages": server.stage_seconds},
-        "latency_seconds_per_image": total, "amortized_seconds_per_image": total / n,
-        "amortized_images_per_s": n / total,
-        "overhead_vs_plaintext": (total / n) / plain_s,
-        "bytes": {"client_to_server_per_image": sum(map(len, up)) / n,
-                  "server_to_client_per_image": sum(map(len, down)) / n,
-                  "client_to_server_per_batch": sum(map(len, up)), "server_to_client_per_batch": sum(map(len, down)),
-                  "keys_one_time": len(public),
-                  "definition": "serialized CKKS ciphertexts (one a pixel up, one a class down) over the batch's "
-                                "images; keys: public and relinearization keys (no Galois keys: no rotations)"},
-        "accuracy": accuracy(scores.argmax(1), labels),
-        "argmax_agreement_with_plaintext": float((scores.argmax(1) == plain_pred.argmax(1)).mean()),
-        "max_abs_error_vs_plaintext": float(np.abs(scores - plain_pred).max()),
-    }
+    batched = batched_round(net, images, labels, plain_seconds=plain_s)
+    log.info("batched: %d images, %s", n, {k: round(v, 2) for k, v in batched["seconds"].items()
+                                           if isinstance(v, float)})
 
     sc = HeClient(net.geometry)
     s_public = sc.public_context()
@@ -119,7 +80,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
                             "keys_one_time": len(s_public)},
                   "accuracy": accuracy(single["scores"].argmax(1), labels[:args.single_images])}
     res = {**prov, "network": net.describe(), "data": "mnist" if args.data_dir else "digits",
-           "plaintext": {"seconds_per_image": plain_s, "threads": 1, "accuracy": accuracy(plain_pred.argmax(1), labels)},
+           "plaintext": {"seconds_per_image": plain_s, "threads": 1,
+                         "accuracy": accuracy(plain_pred.argmax(1), labels)},
            "he_batched": batched, "he_single": single_doc,
            "batched_over_single_amortized": single_doc["amortized_seconds_per_image"] /
            batched["amortized_seconds_per_image"],

@@ -214,7 +214,7 @@ def write_bandwidth(nbytes: int, repeats: int = 5) -> dict:
     buf = torch.empty(n)
     reused = statistics.median(time_fn(lambda: buf.fill_(0.5), repeats, warmup=1))
     reused_cpu = statistics.median(CPU_SECONDS)
-    del buf
+    buf = None  # freed before the fresh-page timing
     fresh = statistics.median(time_fn(lambda: torch.empty(n).fill_(0.5), repeats, warmup=1))
     fresh_cpu = statistics.median(CPU_SECONDS)
     return {"bytes": 4 * n, "reused_bytes_per_s": 4 * n / reused, "fresh_bytes_per_s": 4 * n / fresh,

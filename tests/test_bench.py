@@ -196,6 +196,10 @@ def test_json_has_the_required_fields(bench_json: dict) -> None:
     assert 0.0 <= r["he"]["accuracy"] <= 1.0 and 0.0 <= r["owsd"]["accuracy"] <= 1.0
     assert r["he"]["accuracy_detail"]["argmax_agreement_with_plaintext"] == 1.0
     assert r["he"]["params"]["security_bits"] == 128
+    ov = r["overhead_vs_own_plaintext"]
+    assert r["he_batched"] is None and ov["he_batched"] is None  # --he-batch 0: not run
+    assert ov["he_single"] == pytest.approx(r["he"]["seconds_per_image"] / ov["he_plaintext_seconds_per_image"])
+    assert ov["owsd"] == r["ratio"]["owsd_over_plaintext"]
 
 
 @needs_tenseal
@@ -295,3 +299,22 @@ def test_batched_he_matches_plaintext_and_never_gets_the_secret_key() -> None:
     assert operation_count(net) == {"scalar_products": 4 * 9 + 4 * 2 + 2 * 3, "squares": 4 + 2, "rotations": 0}
     with pytest.raises(ValueError, match="images"):
         client.encrypt(np.zeros((2, 1, 5, 5), np.uint8))
+
+
+@needs_tenseal
+def test_batched_round_measures_one_batch_and_the_report_prints_it() -> None:
+    """The amortized baseline's document: latency = the batch, amortized = batch / images, overhead vs plaintext."""
+    from owsd_bench.he_batched import batched_round, plaintext_seconds
+
+    net = network.SquareConvNet(image_size=4, channels=1, hidden=2, num_classes=3).eval()
+    imgs = np.random.default_rng(2).integers(0, 256, (6, 1, 4, 4)).astype(np.uint8)
+    labels = network.plaintext_logits(net, imgs).argmax(1)
+    plain = plaintext_seconds(net, imgs, repeats=1)
+    r = batched_round(net, imgs, labels, plain_seconds=plain)
+    assert r["images"] == 6 and r["latency_seconds_per_image"] == r["seconds"]["total"]
+    assert r["amortized_seconds_per_image"] == pytest.approx(r["seconds"]["total"] / 6)
+    assert r["overhead_vs_plaintext"] == pytest.approx(r["amortized_seconds_per_image"] / plain)
+    assert r["accuracy"]["accuracy"] == 1.0 and r["argmax_agreement_with_plaintext"] == 1.0
+    assert r["bytes"]["client_to_server_per_batch"] == 6 * r["bytes"]["client_to_server_per_image"]
+    with pytest.raises(ValueError, match="he_batch"):
+        config.BenchConfig(he_batch=5000).validate()
