@@ -45,6 +45,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from owsd import threads as owsd_threads
+from owsd.onnx_flops import count_flops
 from owsd.validation import as_image_batch
 
 log = logging.getLogger(__name__)
@@ -194,9 +195,16 @@ class OnnxCloud(Cloud):
             raise FileNotFoundError(f"ONNX model not found: {path}")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or owsd_threads.cap()
+        opts.inter_op_num_threads = 1  # one graph at a time: parallelism inside the operators only
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL  # constant folding, fusions
         # Idle worker threads sleep instead of spinning: on a shared machine spinning threads
         # burn the cores other jobs need.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session_settings = {"intra_op_num_threads": opts.intra_op_num_threads, "inter_op_num_threads": 1,
+                                 "execution_mode": "sequential", "graph_optimization_level": "all",
+                                 "intra_op_allow_spinning": False, "providers": ["CPUExecutionProvider"],
+                                 "onnxruntime": ort.__version__}
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
@@ -215,6 +223,10 @@ class OnnxCloud(Cloud):
     def _logits(self, images: torch.Tensor) -> np.ndarray:
         x = self.preprocess(images).numpy().astype(np.float32, copy=False)
         return self.session.run(None, {self.input_name: x})[0]
+
+    def flops_per_image(self) -> dict:
+        """FLOPs of one image through the model, counted from the graph (:mod:`owsd.onnx_flops`)."""
+        return count_flops(self.path)
 
 
 class TinyNet(nn.Module):

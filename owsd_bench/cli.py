@@ -46,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, help="folder holding mnist/ (IDX); without it: sklearn digits, noted")
     p.add_argument("--json", type=Path, help="write the results here (atomically)")
     p.add_argument("--he-images", type=pos, default=d.he_images, help=f"test images per HE round ({d.he_images})")
+    p.add_argument("--he-batch", type=nonnegative_int, default=d.he_batch,
+                   help="test images packed along the CKKS slots for the amortized HE baseline, at most 4,096 "
+                        "(0: not run; one batch costs the same however full: about 10 minutes for MNIST here)")
     p.add_argument("--owsd-images", type=pos, default=d.owsd_images,
                    help=f"test images per OWSD timing round ({d.owsd_images})")
     p.add_argument("--repeats", type=pos, default=d.repeats, help=f"timing rounds ({d.repeats})")
@@ -70,7 +73,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(a: argparse.Namespace) -> BenchConfig:
     """The :class:`BenchConfig` of parsed ``owsd bench`` arguments."""
-    return BenchConfig(data_dir=a.data_dir, he_images=a.he_images, owsd_images=a.owsd_images, repeats=a.repeats,
+    return BenchConfig(data_dir=a.data_dir, he_images=a.he_images, he_batch=a.he_batch, owsd_images=a.owsd_images,
+                       repeats=a.repeats,
                        train=a.train, test=a.test, clouds=tuple(a.cloud), he_epochs=a.he_epochs, he_train=a.he_train,
                        epochs=a.epochs, batch_size=a.batch_size, topk=a.topk, preset=a.preset, seed=a.seed,
                        cache_dir=a.cache_dir, verbose=not a.quiet, transmit=a.transmit)

@@ -31,6 +31,8 @@ class BenchConfig:
 
     data_dir: Optional[str | Path] = None
     he_images: int = 20
+    #: test images packed along the slots for the amortized HE baseline (at most 4,096; 0: not run)
+    he_batch: int = 0
     owsd_images: int = 256
     repeats: int = 3
     train: int = 3000
@@ -56,6 +58,8 @@ class BenchConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if not isinstance(self.he_batch, int) or not 0 <= self.he_batch <= 4096:
+            raise ValueError(f"he_batch must be an integer in [0, 4096], got {self.he_batch!r}")
         if not self.clouds:
             raise ValueError("at least one cloud is needed")
         for c in self.clouds:

@@ -13,8 +13,12 @@ from __future__ import annotations
 import logging
 from typing import Sequence
 
-import numpy as np
+import time
 
+import numpy as np
+import torch
+
+from owsd import threads as owsd_threads
 from owsd.stats import wilson_interval
 
 log = logging.getLogger(__name__)
@@ -36,3 +40,16 @@ def accuracy(pred: Sequence[int], labels: Sequence[int]) -> dict:
     correct = int((np.asarray(pred) == np.asarray(labels)).sum())
     return {"accuracy": correct / len(labels), "ci95": list(wilson_interval(correct, len(labels))),
             "n": int(len(labels))}
+
+
+def matmul_peak(*, threads: int, n: int = 1024, repeats: int = 5) -> dict:
+    """float32 ``torch.mm`` rate (FLOP/s, best of ``repeats``) on ``threads`` threads: the FLOP ceiling of the run."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    best = float("inf")
+    with owsd_threads.limit(threads), torch.inference_mode():
+        torch.mm(a, b)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            torch.mm(a, b)
+            best = min(best, time.perf_counter() - t0)
+    return {"flops_per_s": 2 * n ** 3 / best, "n": n, "threads": threads, "repeats": repeats, "statistic": "best"}

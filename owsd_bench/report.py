@@ -103,4 +103,21 @@ def markdown_table(res: dict) -> str:
         f"Machine: {res['machine']['cpu_model']}, {res['machine']['cores']} cores; data {res['data']['dataset']}; "
         f"{res['config']['repeats']} rounds of {he['n_images']} HE / {ow['timing_images']} OWSD images",
     ]
+    ov, hb = res.get("overhead_vs_own_plaintext"), res.get("he_batched")
+    if hb:
+        lines.append(f"HE amortized ({hb['images']:,} images along the slots): "
+                     f"{format_seconds(hb['amortized_seconds_per_image'])} an image amortized, {format_seconds(hb['latency_seconds_per_image'])} latency, "
+                     f"{format_bytes(hb['bytes']['client_to_server_per_image'])} up / "
+                     f"{format_bytes(hb['bytes']['server_to_client_per_image'])} down an image, "
+                     f"accuracy {pct(hb['accuracy']['accuracy'])} on {hb['accuracy']['n']:,}")
+    if ov:
+        batched = "not run" if ov["he_batched"] is None else f"{ov['he_batched']:,.0f}x"
+        lines.append(f"Overhead vs its own plaintext network: HE single image {ov['he_single']:,.0f}x; "
+                     f"HE amortized {batched}; OWSD {ov['owsd']:.3f}x")
+    for name, cm in res.get("cloud_model", {}).items():
+        lines.append(f"Cloud {name}: {cm['flops_per_image'] / 1e9:.3f} GFLOP an image (2 x multiply-adds), "
+                     f"{cm['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s = {pct(cm['fraction_of_matmul_peak'])} of "
+                     f"the torch.mm peak of this run ({cm['matmul_peak']['flops_per_s'] / 1e9:.1f} GFLOP/s, "
+                     f"{cm['matmul_peak']['threads']} threads); batch {cm['batch_size']}, "
+                     f"{cm['session'].get('intra_op_num_threads')} onnxruntime threads")
     return "\n".join(rows + lines) + "\n"

@@ -33,13 +33,16 @@ from typing import Sequence, Union
 import numpy as np
 
 from owsd import provenance
+from owsd import threads as owsd_threads
 from owsd.cloud import default_cache_dir
 from owsd.data import ImageDataset, load_splits
 from owsd_bench.config import BenchConfig
 from owsd_bench.document import assemble
+from owsd_bench.he_batched import batched_round, plaintext_seconds
 from owsd_bench.he_side import he_document, he_per_round, he_round, setup_he
+from owsd_bench.measure import matmul_peak
 from owsd_bench.network import plaintext_logits
-from owsd_bench.owsd_side import owsd_documents, owsd_round, setup_owsd
+from owsd_bench.owsd_side import cloud_model_documents, owsd_documents, owsd_round, setup_owsd
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +80,7 @@ def run_benchmark(cfg: BenchConfig, *, command: Union[None, str, Sequence[str]] 
     train_all, test_all, data_info = load_data(cfg)
     rng = np.random.default_rng(cfg.seed)
     train = train_all.subset(cfg.train, rng=rng)
-    test = test_all.subset(max(cfg.test, cfg.owsd_images, cfg.he_images), rng=rng)
+    test = test_all.subset(max(cfg.test, cfg.owsd_images, cfg.he_images, cfg.he_batch), rng=rng)
     acc_test = test.subset(cfg.test)
     timing_set = test.subset(cfg.owsd_images)
     he_set = test.subset(cfg.he_images)
@@ -100,6 +103,14 @@ def run_benchmark(cfg: BenchConfig, *, command: Union[None, str, Sequence[str]] 
         owsd_rounds.append(owsd_round(ow.encoder, ow.scrambler, ow.clouds, ow.internal, timing_set,
                                       batch_size=cfg.batch_size, topk=cfg.topk, verbose=cfg.verbose,
                                       transmit=cfg.transmit))
+    # one plaintext reference for every HE overhead factor: the network on all the run's test images, one batch
+    plain_he_s = plaintext_seconds(he.net, test.images)
+    batched = None
+    if cfg.he_batch:
+        log.info("amortized HE: %d images along the slots", cfg.he_batch)
+        bset = test.subset(cfg.he_batch)
+        batched = batched_round(he.net, bset.images, bset.labels, plain_seconds=plain_he_s)
+    peak = matmul_peak(threads=owsd_threads.cap())
     machine["loadavg_end"] = provenance.load_average()
 
     he_per = he_per_round(he_rounds)
@@ -109,6 +120,17 @@ def run_benchmark(cfg: BenchConfig, *, command: Union[None, str, Sequence[str]] 
                                          test_images=len(acc_test), timing_images=len(timing_set))
     res = assemble(cfg, machine=machine, command=prov["command"], data=data_info, he=he_doc, owsd=owsd_doc,
                    plaintext=plain_doc, he_per=he_per, owsd_per_image=[o["per_image"] for o in owsd_rounds])
+    res["cloud_model"] = cloud_model_documents(ow.clouds, plain_doc, peak=peak, batch_size=cfg.batch_size)
+    res["he_batched"] = batched
+    res["overhead_vs_own_plaintext"] = {
+        "he_single": he_doc["seconds_per_image"] / plain_he_s,
+        "he_batched": None if batched is None else batched["overhead_vs_plaintext"],
+        "owsd": owsd_doc["clouds"][owsd_doc["cloud"]]["ratio"]["over_plaintext"]["median"],
+        "he_plaintext_seconds_per_image": plain_he_s, "he_plaintext_images": len(test),
+        "definition": "HE: encrypted seconds an image (single: client + server; batched: the batch's total / its "
+                      "images) over its square CNN in plaintext (torch, one thread, all the run's test images in one "
+                      "batch: he_plaintext_images); OWSD: client + cloud over the "
+                      "same cloud on plaintext images (median over rounds)"}
     res["wall_seconds"] = time.perf_counter() - started
     return res
 

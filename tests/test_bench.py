@@ -40,10 +40,10 @@ def _ckks_close(out: np.ndarray, ref: np.ndarray) -> None:
 
 # --- each module's Example ------------------------------------------------------------
 @pytest.mark.parametrize("name", ["__init__", "network", "config", "measure", "owsd_side", "document", "report",
-                                  "cli", "ckks", "he_side"])
+                                  "cli", "ckks", "he_side", "he_batched"])
 def test_module_examples_run(name: str) -> None:
     """The docstring examples (run.py's, a whole tiny run, is the ``bench_json`` fixture's twin)."""
-    if name in ("ckks", "he_side") and not HAVE_TENSEAL:
+    if name in ("ckks", "he_side", "he_batched") and not HAVE_TENSEAL:
         pytest.skip("tenseal is not importable")
     mod = importlib.import_module("owsd_bench" if name == "__init__" else f"owsd_bench.{name}")
     res = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
@@ -196,6 +196,10 @@ def test_json_has_the_required_fields(bench_json: dict) -> None:
     assert 0.0 <= r["he"]["accuracy"] <= 1.0 and 0.0 <= r["owsd"]["accuracy"] <= 1.0
     assert r["he"]["accuracy_detail"]["argmax_agreement_with_plaintext"] == 1.0
     assert r["he"]["params"]["security_bits"] == 128
+    ov = r["overhead_vs_own_plaintext"]
+    assert r["he_batched"] is None and ov["he_batched"] is None  # --he-batch 0: not run
+    assert ov["he_single"] == pytest.approx(r["he"]["seconds_per_image"] / ov["he_plaintext_seconds_per_image"])
+    assert ov["owsd"] == r["ratio"]["owsd_over_plaintext"]
 
 
 @needs_tenseal
@@ -255,3 +259,62 @@ def test_markdown_table_from_a_result() -> None:
            "machine": {"cpu_model": "cpu", "cores": 2}, "data": {"dataset": "mnist"}, "config": {"repeats": 2}}
     text = markdown_table(res)
     assert text.count("\n|") >= 4 and "238x" in text and "NOT MET" in text and "150.5 kB" in text
+
+
+def test_cloud_model_document_is_the_measured_rate_over_the_counted_flops() -> None:
+    """The cloud's FLOP fraction: counted FLOPs / the measured seconds an image / the run's matmul peak."""
+    from owsd_bench.measure import matmul_peak
+    from owsd_bench.owsd_side import cloud_model_documents
+
+    class Counted:
+        session_settings = {"intra_op_num_threads": 1}
+
+        def flops_per_image(self) -> dict:
+            return {"flops": 4_000_000, "by_op": {"Conv": 4_000_000}, "uncounted_nodes": 0}
+
+    peak = matmul_peak(threads=1, n=64, repeats=1)
+    assert peak["flops_per_s"] > 0 and peak["threads"] == 1
+    plain = {"clouds": {"c": {"cloud_seconds_per_image": 0.002}, "tiny": {"cloud_seconds_per_image": 0.001}}}
+    doc = cloud_model_documents({"c": Counted(), "tiny": object()}, plain, peak=peak, batch_size=8)
+    assert set(doc) == {"c"}  # clouds that cannot count their FLOPs are left out
+    c = doc["c"]
+    assert c["achieved_flops_per_s"] == pytest.approx(2e9)
+    assert c["fraction_of_matmul_peak"] == pytest.approx(2e9 / peak["flops_per_s"])
+    assert c["session"] == {"intra_op_num_threads": 1} and c["batch_size"] == 8
+
+
+@needs_tenseal
+def test_batched_he_matches_plaintext_and_never_gets_the_secret_key() -> None:
+    """Images along the slots: every image of a batch scored like the plaintext net; a public context only."""
+    from owsd_bench.he_batched import BatchedHeClient, BatchedHeServer, operation_count
+
+    net = network.SquareConvNet(image_size=4, channels=1, hidden=2, num_classes=3).eval()
+    client = BatchedHeClient(net.geometry)
+    imgs = np.random.default_rng(1).integers(0, 256, (7, 1, 4, 4)).astype(np.uint8)
+    up = client.encrypt(imgs)
+    assert len(up) == 16  # one ciphertext a pixel, whatever the batch
+    server = BatchedHeServer(net, client.public_context())
+    assert not server.context.is_private()
+    _ckks_close(client.decrypt(server.infer(up), n=7), network.plaintext_logits(net, imgs))
+    assert operation_count(net) == {"scalar_products": 4 * 9 + 4 * 2 + 2 * 3, "squares": 4 + 2, "rotations": 0}
+    with pytest.raises(ValueError, match="images"):
+        client.encrypt(np.zeros((2, 1, 5, 5), np.uint8))
+
+
+@needs_tenseal
+def test_batched_round_measures_one_batch_and_the_report_prints_it() -> None:
+    """The amortized baseline's document: latency = the batch, amortized = batch / images, overhead vs plaintext."""
+    from owsd_bench.he_batched import batched_round, plaintext_seconds
+
+    net = network.SquareConvNet(image_size=4, channels=1, hidden=2, num_classes=3).eval()
+    imgs = np.random.default_rng(2).integers(0, 256, (6, 1, 4, 4)).astype(np.uint8)
+    labels = network.plaintext_logits(net, imgs).argmax(1)
+    plain = plaintext_seconds(net, imgs, repeats=1)
+    r = batched_round(net, imgs, labels, plain_seconds=plain)
+    assert r["images"] == 6 and r["latency_seconds_per_image"] == r["seconds"]["total"]
+    assert r["amortized_seconds_per_image"] == pytest.approx(r["seconds"]["total"] / 6)
+    assert r["overhead_vs_plaintext"] == pytest.approx(r["amortized_seconds_per_image"] / plain)
+    assert r["accuracy"]["accuracy"] == 1.0 and r["argmax_agreement_with_plaintext"] == 1.0
+    assert r["bytes"]["client_to_server_per_batch"] == 6 * r["bytes"]["client_to_server_per_image"]
+    with pytest.raises(ValueError, match="he_batch"):
+        config.BenchConfig(he_batch=5000).validate()

@@ -28,7 +28,7 @@ def _affine_inputs(n, k, p, dtype, device, *, offset=True, base=True, seed=0):
 
 
 @pytest.mark.parametrize("n,k,p", [(1, 1, 1), (3, 17, 129), (65, 64, 1000), (130, 70, 127), (64, 16, 128),
-                                   (5, 0, 9), (2, 33, 4099)])
+                                   (5, 0, 9), (2, 33, 4099), (9, 33, 2100)])
 @pytest.mark.parametrize("post", sorted(POSTS))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_affine_kernel_matches_reference(ext, device, tol, n, k, p, post, dtype):
@@ -53,6 +53,43 @@ def test_affine_kernel_optional_inputs_and_outputs(ext, device, tol, offset, bas
         assert_uint8_close(got, want)
     else:
         torch.testing.assert_close(got, want, **tol(torch.float32))
+
+
+@pytest.mark.parametrize("out_dtype", [torch.float32, torch.uint8])
+def test_affine_kernel_large_output_streams(ext, device, tol, out_dtype):
+    """An output of 8 MiB or more (non-temporal stores on the CPU), packed panels and a tail strip."""
+    a = _affine_inputs(21, 8, 100_003, torch.float32, device, seed=11)
+    want = ops.affine_scramble_ref(a["x"], a["matrix"], a["offset"], a["scale"], a["center"], a["base"],
+                                   POSTS["clamp"], out_dtype)
+    got = ops.affine_scramble(a["x"], a["matrix"], a["offset"], scale=a["scale"], center=a["center"],
+                              base=a["base"], out_dtype=out_dtype, impl="ext")
+    if out_dtype == torch.uint8:
+        assert_uint8_close(got, want)
+    else:
+        torch.testing.assert_close(got, want, **tol(torch.float32))
+
+
+@pytest.mark.parametrize("impl", ["ext", "ref"])
+@pytest.mark.parametrize("out_dtype", [torch.float32, torch.uint8])
+def test_affine_kernel_writes_into_out(ext, device, tol, impl, out_dtype):
+    """``out=``: the same values written into the caller's buffer, which is returned; bad buffers refused."""
+    a = _affine_inputs(10, 16, 300, torch.float32, device, seed=12)
+    kw = dict(scale=a["scale"], center=a["center"], base=a["base"], out_dtype=out_dtype)
+    want = ops.affine_scramble(a["x"], a["matrix"], a["offset"], impl="ref", **kw)
+    buf = torch.full((10, 300), 7, dtype=out_dtype, device=device)
+    got = ops.affine_scramble(a["x"], a["matrix"], a["offset"], impl=impl, out=buf, **kw)
+    assert got.data_ptr() == buf.data_ptr()
+    if out_dtype == torch.uint8:
+        assert_uint8_close(buf, want)
+    else:
+        torch.testing.assert_close(buf, want, **tol(torch.float32))
+    with pytest.raises(ValueError, match="out must be"):
+        ops.affine_scramble(a["x"], a["matrix"], impl=impl, out=buf[:, :299], **kw)
+    with pytest.raises(ValueError, match="not differentiable"):
+        ops.affine_scramble(a["x"].requires_grad_(), a["matrix"], impl=impl, out=buf, **kw)
+    with pytest.raises(RuntimeError, match="out must have shape"):
+        torch.ops.owsd.affine_scramble_out(a["x"].detach(), a["matrix"], None, a["scale"], a["center"], None, 0,
+                                           buf[:4])
 
 
 def test_affine_kernel_errors(ext, device):

@@ -221,6 +221,10 @@ def _fake_affine_scramble(x, matrix, offset, scale, center, base, post, out_dtyp
     return x.new_empty((x.shape[0], matrix.shape[1]), dtype=out_dtype)
 
 
+def _fake_affine_scramble_out(x, matrix, offset, scale, center, base, post, out):
+    torch._check(out.shape == (x.shape[0], matrix.shape[1]), lambda: "owsd::affine_scramble_out: bad out shape")
+
+
 def _af_setup_context(ctx, inputs, output):
     x, matrix, offset, scale, center, base, post, out_dtype = inputs
     ctx.has_offset, ctx.has_base = offset is not None, base is not None
@@ -266,6 +270,7 @@ def register_python_side() -> None:
     torch.library.register_fake("owsd::conv_transpose2d")(_fake_conv_transpose2d)
     torch.library.register_fake("owsd::fused_scramble")(_fake_fused_scramble)
     torch.library.register_fake("owsd::affine_scramble")(_fake_affine_scramble)
+    torch.library.register_fake("owsd::affine_scramble_out")(_fake_affine_scramble_out)
     torch.library.register_autograd("owsd::conv_transpose2d", _ct_backward, setup_context=_ct_setup_context)
     torch.library.register_autograd("owsd::fused_scramble", _fs_backward, setup_context=_fs_setup_context)
     torch.library.register_autograd("owsd::affine_scramble", _af_backward, setup_context=_af_setup_context)

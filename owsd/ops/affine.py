@@ -75,8 +75,14 @@ def affine_scramble_ref(x: torch.Tensor, matrix: torch.Tensor, offset: Optional[
 
 def affine_scramble(x: torch.Tensor, matrix: torch.Tensor, offset: Optional[torch.Tensor] = None, *,
                     scale: torch.Tensor, center: torch.Tensor, base: Optional[torch.Tensor] = None,
-                    post: str = "clamp", out_dtype: torch.dtype = torch.float32, impl: str = "auto") -> torch.Tensor:
+                    post: str = "clamp", out_dtype: torch.dtype = torch.float32, impl: str = "auto",
+                    out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``post(scale[n] * (x @ matrix + offset - center[n]) + base)`` as ``(N, P)``; differentiable.
+
+    ``out``: a contiguous ``(N, P)`` tensor of ``out_dtype`` to write into (returned): a client
+    scrambling batch after batch reuses its pages instead of faulting in fresh ones (on the
+    2-core VM of issue 17 a fresh 154 MB output cost about as much as the product).  Not
+    differentiable.
 
     Example:
         >>> import torch
@@ -89,9 +95,21 @@ def affine_scramble(x: torch.Tensor, matrix: torch.Tensor, offset: Optional[torc
         raise ValueError(f"unknown post {post!r}; expected one of {sorted(POSTS)}")
     if out_dtype not in (torch.float32, torch.float64, torch.uint8):
         raise ValueError(f"out_dtype must be torch.float32, torch.float64 or torch.uint8, got {out_dtype}")
+    if out is not None:
+        if out.dtype != out_dtype or tuple(out.shape) != (x.shape[0], matrix.shape[1]) or not out.is_contiguous():
+            raise ValueError(f"out must be a contiguous {out_dtype} tensor of shape {(x.shape[0], matrix.shape[1])}, "
+                             f"got {out.dtype} {tuple(out.shape)}")
+        if torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                           for t in (x, matrix, offset, scale, center, base)):
+            raise ValueError("out= is not differentiable; call without out to get gradients")
     if _use_ext(impl, x.device):
-        return torch.ops.owsd.affine_scramble(x, matrix, offset, scale, center, base, POSTS[post], out_dtype)
-    return affine_scramble_ref(x, matrix, offset, scale, center, base, POSTS[post], out_dtype)
+        if out is None or x.device.type != "cpu":  # the out= kernel is CPU only: elsewhere, a copy
+            y = torch.ops.owsd.affine_scramble(x, matrix, offset, scale, center, base, POSTS[post], out_dtype)
+            return y if out is None else out.copy_(y)
+        torch.ops.owsd.affine_scramble_out(x, matrix, offset, scale, center, base, POSTS[post], out)
+        return out
+    y = affine_scramble_ref(x, matrix, offset, scale, center, base, POSTS[post], out_dtype)
+    return y if out is None else out.copy_(y)
 
 
 @dataclass(frozen=True)
@@ -175,8 +193,12 @@ def collapse_stack(weights: Sequence[torch.Tensor], biases: Sequence[Optional[to
 
 def collapsed_scramble(x: torch.Tensor, stack: CollapsedStack, *, normalization: str, gain: float = 1.0,
                        carrier: Optional[torch.Tensor] = None, out_dtype: torch.dtype = torch.float32,
-                       impl: str = "auto") -> torch.Tensor:
-    """Scramble ``(N, K)`` embeddings with a collapsed stack; same images as the layer-by-layer reference."""
+                       impl: str = "auto", out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Scramble ``(N, K)`` embeddings with a collapsed stack; same images as the layer-by-layer reference.
+
+    ``out``: a contiguous tensor of ``out_dtype`` with ``N x P`` elements (any shape, e.g.
+    ``(N, 3, H, W)``) to write the images into (see :func:`affine_scramble`).
+    """
     n = x.shape[0]
     x = x.reshape(n, -1).to(stack.matrix.dtype)
     dt = x.dtype
@@ -195,8 +217,14 @@ def collapsed_scramble(x: torch.Tensor, stack: CollapsedStack, *, normalization:
         base, post = None, ("sigmoid" if normalization == "sigmoid" else "clamp")
     else:
         raise ValueError(f"unknown normalization {normalization!r}")
+    flat = None
+    if out is not None:
+        if out.numel() != n * stack.matrix.shape[1] or not out.is_contiguous():
+            raise ValueError(f"out must be contiguous with {n} x {stack.matrix.shape[1]} elements, "
+                             f"got shape {tuple(out.shape)}")
+        flat = out.view(n, -1)
     y = affine_scramble(x, stack.matrix, stack.offset, scale=scale, center=center, base=base, post=post,
-                        out_dtype=out_dtype, impl=impl)
+                        out_dtype=out_dtype, impl=impl, out=flat)
     return y.reshape(n, *stack.out_shape)
 
 

@@ -5,10 +5,25 @@
 // 256 KB for K = 64 in float32, stays in L2); inside a panel, 4 images at a time against
 // micro-tiles of kVecs SIMD vectors of columns (kRows x kVecs vector accumulators in
 // registers, the K x kVecs V slice of m in L1).  Each output pixel is computed once and written once.
+//
+// Packing: m's rows are P apart (602 KB for the 224x224 specs, a multiple of 4 KiB), so the
+// K rows of a micro-tile's slice all fall in the same L1 set and on K different pages: the
+// slice would be re-read from L2 through the TLB for every 4 images.  With at least
+// kPackRows images, each thread copies the panel once into strip-major order (each K x W
+// strip contiguous) and the micro-tiles read that copy (measured: issue 17, docs/kernel.md).
+//
+// Stores: a float output of 8 MiB or more is written with non-temporal stores (it is never
+// read back here and does not fit in the caches; this saves the read-for-ownership of every
+// line); a uint8 output is rounded and narrowed in SIMD registers (AVX-512).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <vector>
+
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #include "affine_kernels.h"
 #include "deconv_index.h"
@@ -29,6 +44,8 @@ constexpr int kVecs = 4;  // vectors of columns per micro-tile: kRows x kVecs ac
 constexpr int kVecs = 2;  // 8 of the 16 AVX2 registers
 #endif
 constexpr int64_t kPanel = 1024;
+constexpr int64_t kPackRows = 8;                     // fewer images: packing would cost as much as it saves
+constexpr int64_t kStreamBytes = int64_t{8} << 20;   // outputs this large bypass the caches
 
 template <typename T>
 struct Vec {
@@ -66,39 +83,91 @@ inline void epilogue(const AffineArgs<T>& a, int64_t r, int64_t c0, int width, c
   }
 }
 
+// One vector of the compute type to memory: a non-temporal store when asked and aligned.
+template <typename T, typename V>
+inline void store_vec(T* dst, const V& y, bool stream) {
+#if defined(__AVX512F__)
+  if (sizeof(V) == 64 && stream && (reinterpret_cast<uintptr_t>(dst) & 63) == 0) {
+    if (sizeof(T) == 4) {
+      _mm512_stream_ps(reinterpret_cast<float*>(dst), reinterpret_cast<const __m512&>(y));
+    } else {
+      _mm512_stream_pd(reinterpret_cast<double*>(dst), reinterpret_cast<const __m512d&>(y));
+    }
+    return;
+  }
+#elif defined(__AVX2__)
+  if (sizeof(V) == 32 && stream && (reinterpret_cast<uintptr_t>(dst) & 31) == 0) {
+    if (sizeof(T) == 4) {
+      _mm256_stream_ps(reinterpret_cast<float*>(dst), reinterpret_cast<const __m256&>(y));
+    } else {
+      _mm256_stream_pd(reinterpret_cast<double*>(dst), reinterpret_cast<const __m256d&>(y));
+    }
+    return;
+  }
+#endif
+  (void)stream;
+  std::memcpy(dst, &y, sizeof(V));
+}
+
+// Clamped values in [0, 1] to uint8: round(255 y) half to even (as torch.round), in SIMD
+// registers for float32 on AVX-512; returns false when the caller must store lane by lane.
+template <typename T, typename V>
+inline bool store_u8(uint8_t* dst, const V& y) {
+#if defined(__AVX512F__)
+  if (sizeof(T) == 4 && sizeof(V) == 64) {
+    const __m512 v = _mm512_mul_ps(reinterpret_cast<const __m512&>(y), _mm512_set1_ps(255.0f));
+    const __m512 r = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(r)));
+    return true;
+  }
+#endif
+  (void)dst;
+  (void)y;
+  return false;
+}
+
 // Vector epilogue of one row's kVecs vectors: the affine map and the clamp in SIMD registers;
 // a float32 (T = float) or float64 (T = double) output of the compute type is stored as
-// vectors, anything else (sigmoid, uint8, float32 from double) lane by lane.
-template <typename T, bool kClampStore>
-inline void epilogue_vec(const AffineArgs<T>& a, int64_t r, int64_t c0, typename Vec<T>::type* acc) {
+// vectors (kStore = kClampOwn), a clamped uint8 output as narrowed vectors where the ISA
+// allows (kStore = kClampU8), anything else (sigmoid, float32 from double) lane by lane.
+enum StoreKind { kLanes = 0, kClampOwn = 1, kClampU8 = 2 };
+
+template <typename T, int kStore>
+inline void epilogue_vec(const AffineArgs<T>& a, int64_t r, int64_t c0, typename Vec<T>::type* acc, bool stream) {
   using V = typename Vec<T>::type;
   constexpr int L = Vec<T>::kLanes;
   const T s = a.scale[r], cen = a.center[r];
   const V zero = V{}, one = zero + T(1);
   alignas(64) T buf[kVecs * L];
+  bool lanes = kStore == kLanes;
   for (int h = 0; h < kVecs; ++h) {
     V off = zero, bs = zero;
     if (a.offset) std::memcpy(&off, a.offset + c0 + h * L, sizeof(V));
     if (a.base) std::memcpy(&bs, a.base + c0 + h * L, sizeof(V));
     V y = s * (acc[h] + off - cen) + bs;
-    if (kClampStore) {
+    if (kStore != kLanes) {
       y = y < zero ? zero : y;
       y = y > one ? one : y;
-      std::memcpy(static_cast<T*>(a.out) + r * a.p + c0 + h * L, &y, sizeof(V));
+    }
+    if (kStore == kClampOwn) {
+      store_vec<T, V>(static_cast<T*>(a.out) + r * a.p + c0 + h * L, y, stream);
+    } else if (kStore == kClampU8 && store_u8<T, V>(static_cast<uint8_t*>(a.out) + r * a.p + c0 + h * L, y)) {
     } else {
       std::memcpy(buf + h * L, &y, sizeof(V));
+      lanes = true;
     }
   }
-  if (!kClampStore) {
+  if (lanes) {
     const int64_t base_i = r * a.p + c0;
     for (int j = 0; j < kVecs * L; ++j) store<T>(a, base_i + j, post_op<T>(buf[j], a.post));
   }
 }
 
 // kRows images x kVecs vectors of columns starting at c0 (full micro-tile); rows >= nr are
-// computed on a duplicate of the last row and not stored.
-template <typename T, bool kClampStore>
-void micro_tile(const AffineArgs<T>& a, int64_t r0, int nr, int64_t c0) {
+// computed on a duplicate of the last row and not stored.  `mp` is m's K x W slice for these
+// columns, its rows `ms` apart (P in m itself, W in a packed strip).
+template <typename T, int kStore>
+void micro_tile(const AffineArgs<T>& a, int64_t r0, int nr, int64_t c0, const T* mp, int64_t ms, bool stream) {
   using V = typename Vec<T>::type;
   constexpr int L = Vec<T>::kLanes;
   V acc[kRows][kVecs];
@@ -107,8 +176,7 @@ void micro_tile(const AffineArgs<T>& a, int64_t r0, int nr, int64_t c0) {
     for (int h = 0; h < kVecs; ++h) acc[r][h] = V{};
     xr[r] = a.x + (r0 + std::min(r, nr - 1)) * a.k;
   }
-  const T* mp = a.m + c0;
-  for (int64_t k = 0; k < a.k; ++k, mp += a.p) {
+  for (int64_t k = 0; k < a.k; ++k, mp += ms) {
     V b[kVecs];
     for (int h = 0; h < kVecs; ++h) std::memcpy(&b[h], mp + h * L, sizeof(V));
     for (int r = 0; r < kRows; ++r) {
@@ -116,7 +184,7 @@ void micro_tile(const AffineArgs<T>& a, int64_t r0, int nr, int64_t c0) {
       for (int h = 0; h < kVecs; ++h) acc[r][h] += xv * b[h];
     }
   }
-  for (int r = 0; r < nr; ++r) epilogue_vec<T, kClampStore>(a, r0 + r, c0, acc[r]);
+  for (int r = 0; r < nr; ++r) epilogue_vec<T, kStore>(a, r0 + r, c0, acc[r], stream);
 }
 
 // Any width < kVecs vectors (the last columns of a row): plain loops.
@@ -135,23 +203,40 @@ void tail_tile(const AffineArgs<T>& a, int64_t r0, int nr, int64_t c0, int width
   }
 }
 
-template <typename T, bool kClampStore>
+template <typename T, int kStore>
 void rows_impl(const AffineArgs<T>& a, int64_t n0, int64_t n1) {
   constexpr int W = kVecs * Vec<T>::kLanes;
+  const int64_t out_size = a.out_kind == kOutFloat32 ? 4 : (a.out_kind == kOutFloat64 ? 8 : 1);
+  const bool stream = a.n * a.p * out_size >= kStreamBytes;
+  const bool pack = n1 - n0 >= kPackRows && a.k > 0;
+  std::vector<T> packed(pack ? static_cast<size_t>(a.k * kPanel) : 0);
   for (int64_t p0 = 0; p0 < a.p; p0 += kPanel) {
     const int64_t p1 = std::min(a.p, p0 + kPanel);
-    int64_t c = p0;
-    for (; c + W <= p1; c += W) {  // the K x W slice of m stays in L1 across all rows
-      for (int64_t r0 = n0; r0 < n1; r0 += kRows) {
-        micro_tile<T, kClampStore>(a, r0, static_cast<int>(std::min<int64_t>(kRows, n1 - r0)), c);
+    const int64_t strips = (p1 - p0) / W;
+    if (pack) {  // strip s of the panel: packed[(s * K + k) * W + j] = m[k, p0 + s * W + j]
+      for (int64_t k = 0; k < a.k; ++k) {
+        const T* src = a.m + k * a.p + p0;
+        for (int64_t st = 0; st < strips; ++st) std::memcpy(&packed[(st * a.k + k) * W], src + st * W, W * sizeof(T));
       }
     }
+    for (int64_t st = 0; st < strips; ++st) {  // the K x W slice of m stays in L1 across all rows
+      const int64_t c = p0 + st * W;
+      const T* mp = pack ? &packed[st * a.k * W] : a.m + c;
+      const int64_t ms = pack ? W : a.p;
+      for (int64_t r0 = n0; r0 < n1; r0 += kRows) {
+        micro_tile<T, kStore>(a, r0, static_cast<int>(std::min<int64_t>(kRows, n1 - r0)), c, mp, ms, stream);
+      }
+    }
+    const int64_t c = p0 + strips * W;
     if (c < p1) {
       for (int64_t r0 = n0; r0 < n1; r0 += kRows) {
         tail_tile<T>(a, r0, static_cast<int>(std::min<int64_t>(kRows, n1 - r0)), c, static_cast<int>(p1 - c));
       }
     }
   }
+#if defined(__AVX512F__) || defined(__AVX2__)
+  if (stream) _mm_sfence();  // non-temporal stores visible before the caller reads the output
+#endif
 }
 
 }  // namespace
@@ -160,9 +245,11 @@ template <typename T>
 void affine_scramble_rows(const AffineArgs<T>& a, int64_t n0, int64_t n1) {
   const int own_kind = sizeof(T) == 4 ? kOutFloat32 : kOutFloat64;
   if (a.post == kPostClamp01 && a.out_kind == own_kind) {
-    rows_impl<T, true>(a, n0, n1);
+    rows_impl<T, kClampOwn>(a, n0, n1);
+  } else if (a.post == kPostClamp01 && a.out_kind == kOutUint8) {
+    rows_impl<T, kClampU8>(a, n0, n1);
   } else {
-    rows_impl<T, false>(a, n0, n1);
+    rows_impl<T, kLanes>(a, n0, n1);
   }
 }
 

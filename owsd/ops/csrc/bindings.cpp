@@ -326,18 +326,35 @@ owsd::AffineArgs<T> affine_args(const AffineInputs& in, at::Tensor& out) {
   return a;
 }
 
+void affine_scramble_cpu_into(const AffineInputs& in, at::Tensor& out) {
+  if (out.numel() == 0) return;
+  AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "owsd_affine_scramble_cpu", [&] {
+    const owsd::AffineArgs<scalar_t> a = affine_args<scalar_t>(in, out);
+    at::parallel_for(0, a.n, 4, [&](int64_t n0, int64_t n1) { owsd::cpu::affine_scramble_rows<scalar_t>(a, n0, n1); });
+  });
+}
+
 at::Tensor affine_scramble_cpu(const at::Tensor& x, const at::Tensor& matrix, const std::optional<at::Tensor>& offset,
                                const at::Tensor& scale, const at::Tensor& center,
                                const std::optional<at::Tensor>& base, int64_t post, at::ScalarType out_dtype) {
   const AffineInputs in = affine_inputs(x, matrix, offset, scale, center, base, post, out_dtype);
   at::Tensor out = at::empty({x.size(0), matrix.size(1)}, x.options().dtype(out_dtype));
-  if (out.numel() == 0) return out;
   advise_hugepages(out);
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "owsd_affine_scramble_cpu", [&] {
-    const owsd::AffineArgs<scalar_t> a = affine_args<scalar_t>(in, out);
-    at::parallel_for(0, a.n, 4, [&](int64_t n0, int64_t n1) { owsd::cpu::affine_scramble_rows<scalar_t>(a, n0, n1); });
-  });
+  affine_scramble_cpu_into(in, out);
   return out;
+}
+
+// affine_scramble_out (CPU only; CUDA callers copy): the caller's (N, P) contiguous buffer of the output
+// dtype.  A client scrambling batch after batch into one buffer pays no first-touch page faults.
+void affine_scramble_out_cpu(const at::Tensor& x, const at::Tensor& matrix, const std::optional<at::Tensor>& offset,
+                             const at::Tensor& scale, const at::Tensor& center, const std::optional<at::Tensor>& base,
+                             int64_t post, at::Tensor out) {
+  const AffineInputs in = affine_inputs(x, matrix, offset, scale, center, base, post, out.scalar_type());
+  OWSD_CHECK(out.dim() == 2 && out.size(0) == x.size(0) && out.size(1) == matrix.size(1) && out.is_contiguous() &&
+                 out.device() == x.device(),
+             "owsd::affine_scramble_out: out must have shape (" + std::to_string(x.size(0)) + ", " +
+                 std::to_string(matrix.size(1)) + "), be contiguous and on x's device");
+  affine_scramble_cpu_into(in, out);
 }
 
 std::string build_info() {
@@ -456,6 +473,9 @@ TORCH_LIBRARY(owsd, m) {
   m.def(
       "affine_scramble(Tensor x, Tensor matrix, Tensor? offset, Tensor scale, Tensor center, Tensor? base, "
       "int post, ScalarType out_dtype) -> Tensor");
+  m.def(
+      "affine_scramble_out(Tensor x, Tensor matrix, Tensor? offset, Tensor scale, Tensor center, Tensor? base, "
+      "int post, Tensor(a!) out) -> ()");
   m.def("_build_info() -> str", &build_info);
 }
 
@@ -463,6 +483,7 @@ TORCH_LIBRARY_IMPL(owsd, CPU, m) {
   m.impl("conv_transpose2d", &conv_transpose2d_cpu);
   m.impl("fused_scramble", &fused_scramble_cpu);
   m.impl("affine_scramble", &affine_scramble_cpu);
+  m.impl("affine_scramble_out", &affine_scramble_out_cpu);
 }
 
 #ifdef WITH_CUDA
