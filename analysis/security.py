@@ -139,6 +139,18 @@ def assert_resists(result: Any, metric: Optional[str] = None, *, band: BandLike 
                              f"{below[entry['job']]}")
 
 
+def assert_inapplicable(result: Any, metric: Optional[str] = None, *, band: BandLike = None,
+                        alpha: float = 0.05) -> None:
+    """Assert the attack did not apply: ``metric`` lies significantly on the defender's side of
+    chance (an ``inconclusive`` result: no evidence either way about the kernel), and in ``band``."""
+    r, m = _in_band(result, metric, band)
+    g = _verdict(r, m, alpha)
+    entry = {**r, "job": r.get("attack", "?"), "primary": m, "verdict": g["verdict"]}
+    if not below_chance([entry], alpha=alpha):
+        raise AssertionError(f"{_describe(r, m)} was expected to lie below chance (the attack does not apply), "
+                             f"but does not ({g['verdict']})")
+
+
 def assert_leaks(result: Any, metric: Optional[str] = None, *, band: BandLike = None, alpha: float = 0.05,
                  broken: bool = False) -> None:
     """Assert the attack succeeds: ``metric`` beats chance significantly and lies in ``band``;

@@ -63,6 +63,8 @@ def import_object(ref: str, *, option: str) -> Any:
         raise ValueError(f"{option}: cannot import module {mod!r} ({exc})") from None
     except SyntaxError as exc:
         raise ValueError(f"{option}: module {mod!r} does not compile ({exc})") from None
+    except Exception as exc:  # the user's module raised while importing: their error, one line
+        raise ValueError(f"{option}: importing module {mod!r} raised {type(exc).__name__}: {exc}") from None
     obj = m
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -156,11 +158,22 @@ class CallableCloud(Cloud):
                  identity: str) -> None:
         self.fn, self.name, self.input_size, self.interface = fn, name, tuple(input_size), interface
         self.output_kind = interface.output
-        self._digest_parts = (identity, interface.tag())
         self.num_outputs = self._probe()
+        # the source file does not see weights loaded from elsewhere: the outputs on a fixed,
+        # seeded probe batch join the cache key, so a retrained model never reuses stale outputs
+        probe = torch.rand(2, 3, *self.input_size, generator=torch.Generator().manual_seed(0))
+        answer = hashlib.sha256(np.ascontiguousarray(self._call(probe), np.float32).tobytes()).hexdigest()
+        self._digest_parts = (identity, interface.tag(), answer)
+
+    def _call(self, images: torch.Tensor) -> np.ndarray:
+        try:
+            return np.asarray(self._logits(images))
+        except Exception as exc:  # the user's model failed on a well-formed batch: say so in one line
+            raise ValueError(f"--cloud {self.name}: the callable raised {type(exc).__name__} on a batch of shape "
+                             f"{tuple(images.shape)}: {exc}") from None
 
     def _probe(self) -> int:
-        s = np.asarray(self._logits(torch.zeros(1, 3, *self.input_size)))
+        s = self._call(torch.zeros(1, 3, *self.input_size))
         if s.ndim != 2 or s.shape[0] != 1 or s.shape[1] < 2:
             raise ValueError(f"--cloud {self.name}: returned shape {s.shape} for one image; expected (1, K) scores, K >= 2")
         return int(s.shape[1])
@@ -199,7 +212,12 @@ def open_callable(ref: str, *, interface: CloudInterface = CloudInterface(), dev
         log.info("--cloud %s: no input size given; assuming 224x224 (--cloud-input-size)", ref)
     name = ref.rsplit(":", 1)[1]
     if isinstance(obj, nn.Module):
-        probe = obj.eval()(interface.preprocess(torch.zeros(1, 3, *size)))
+        try:
+            with torch.inference_mode():
+                probe = obj.eval()(interface.preprocess(torch.zeros(1, 3, *size)))
+        except Exception as exc:  # e.g. a wrong --cloud-input-size for this network
+            raise ValueError(f"--cloud {ref}: the module raised {type(exc).__name__} on one {size[0]}x{size[1]} "
+                             f"image: {exc}") from None
         if not isinstance(probe, torch.Tensor) or probe.ndim != 2 or probe.shape[1] < 2:
             raise ValueError(f"--cloud {ref}: the module returned {getattr(probe, 'shape', type(probe).__name__)} for "
                              "one image; expected (1, K) scores, K >= 2")

@@ -60,8 +60,11 @@ class KServeCloud(Cloud):
                  request_batch: int = 16, client: Any = None) -> None:
         try:
             import httpx
-        except ImportError as exc:  # pragma: no cover - httpx is in the test extra
-            raise ImportError("--cloud http://...: needs `pip install httpx`") from exc
+        except ImportError:  # pragma: no cover - httpx is in the test extra
+            raise ValueError("--cloud http://...: needs httpx (pip install 'owsd-toolkit[cloud]')") from None
+        if "@" in str(url).split("/v2/", 1)[0]:  # user:token@host would be written into results and logs
+            raise ValueError("--cloud: the URL holds credentials (user:password@host); they would be recorded in "
+                             "results and logs: give the URL without them (authenticated endpoints are not supported)")
         m = _URL.match(str(url))
         if m is None:
             raise ValueError(f"--cloud {url}: expected http://HOST:PORT/v2/models/NAME[/versions/V]")
@@ -152,9 +155,13 @@ class KServeCloud(Cloud):
                 continue
             if r.status_code == 200:
                 try:
-                    return r.json()
+                    doc = r.json()
                 except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
                     raise CloudServiceError(f"cloud {url}: answered HTTP 200 with a body that is not JSON") from None
+                if not isinstance(doc, dict):
+                    raise CloudServiceError(f"cloud {url}: answered HTTP 200 with a JSON {type(doc).__name__}, "
+                                            "not an object")
+                return doc
             problem = f"HTTP {r.status_code}: {_error_text(r)}"
             if r.status_code not in RETRY_STATUS:
                 raise CloudServiceError(f"cloud {url}: refused the request ({problem})")

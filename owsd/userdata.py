@@ -251,7 +251,7 @@ def load_images(path: str | Path, *, image_size: Optional[int] = None) -> np.nda
             raise DataFormatError(path, f"holds {sorted(arrays)}; expected an array x (or exactly one array)")
     else:
         arr = read_array(path)
-    if image_size and arr.ndim in (3, 4) and arr.shape[-1] != image_size:
+    if image_size and arr.ndim in (3, 4) and tuple(arr.shape[-2:]) != (image_size, image_size):
         a = arr if arr.ndim == 4 else arr[:, None]
         if a.dtype != np.uint8:
             raise DataFormatError(path, "--image-size resizes uint8 images; this array is " + str(a.dtype))

@@ -38,6 +38,9 @@ from owsd.presets import PRESETS, get_preset
 from owsd.safejson import loads, read_text
 from owsd.spec import MAX_SPEC_BYTES, ScramblerSpec, SpecError
 
+#: what a kernel's name may be (it names files and folders under the sweep's --out)
+KERNEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,119}")
+
 MAX_DESIGNS = 1000
 """Most kernels one grid file may define (a grid is a product: it grows fast)."""
 
@@ -55,7 +58,14 @@ class Kernel:
     source: str
     reason: str = ""
 
+    def __post_init__(self) -> None:
+        # the name becomes file and folder names under --out: no separators, no "..", no hidden files
+        if not KERNEL_NAME.fullmatch(self.name):
+            raise GridError(f"kernel name {self.name!r} ({self.source}): use letters, digits, '.', '_' and '-' "
+                            "only, starting with a letter or digit, at most 120 characters")
+
     def scrambler_spec(self) -> ScramblerSpec:
+        """The kernel's spec as a :class:`~owsd.spec.ScramblerSpec`."""
         return ScramblerSpec.from_dict(self.spec)
 
 

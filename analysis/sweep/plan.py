@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,7 +85,8 @@ class AuditCell:
 
     @property
     def folder(self) -> str:
-        return f"{self.kernel.name}--seed-{self.seed}" + (f"--{self.dataset}" if self.several_datasets else "")
+        data = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(str(self.dataset)).name or str(self.dataset)).strip("-.")
+        return f"{self.kernel.name}--seed-{self.seed}" + (f"--{data or 'data'}" if self.several_datasets else "")
 
 
 def audit_cells(kernels: Sequence[Kernel], cfg: SweepConfig) -> list[AuditCell]:
@@ -94,6 +96,7 @@ def audit_cells(kernels: Sequence[Kernel], cfg: SweepConfig) -> list[AuditCell]:
 
 
 def kernel_file(out: Path, kernel: Kernel) -> Path:
+    """Where the sweep records ``kernel``'s spec."""
     return out / "kernels" / f"{kernel.name}.json"
 
 

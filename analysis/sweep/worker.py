@@ -68,20 +68,26 @@ def _target(task: Task) -> AuditTarget:
     return AuditTarget.from_spec(ScramblerSpec.from_dict(task.spec), seed=task.seed)
 
 
-def _cloud(cfg: AuditConfig):
-    k = (cfg.cloud, cfg.threads)
+def _cloud(cfg: AuditConfig, image_shape: Optional[tuple[int, ...]] = None):
+    """The worker's cloud for ``cfg``, fitted to the kernel's image shape as ``owsd audit`` fits it."""
+    k = (cfg.cloud, cfg.threads, image_shape)
     if k not in _CLOUDS:
-        _CLOUDS[k] = runner.make_audit_cloud(cfg)
+        _CLOUDS[k] = runner.make_audit_cloud(cfg, image_shape=image_shape)
     return _CLOUDS[k]
 
 
+def _shape(target: AuditTarget) -> Optional[tuple[int, ...]]:
+    return tuple(target.spec.output_shape()) if target.spec is not None else None
+
+
 def _victim(task: Task, target: AuditTarget, cfg: AuditConfig):
-    k = (target.fingerprint, cfg.dataset, str(cfg.data_dir), cfg.cloud, cfg.budget, cfg.seed, cfg.device)
+    k = (target.fingerprint, str(cfg.dataset), str(cfg.data_dir), getattr(cfg, "image_size", None), str(cfg.cloud),
+         cfg.budget, cfg.seed, cfg.device, tuple(sorted(task.sizes.items())))
     if k in _VICTIMS:
         _VICTIMS.move_to_end(k)
         return _VICTIMS[k]
     plan = [Job(**j) for j in task.plan]
-    v = runner.build_victim(target, cfg, task.sizes, plan, cloud=_cloud(cfg))
+    v = runner.build_victim(target, cfg, task.sizes, plan, cloud=_cloud(cfg, _shape(target)))
     _VICTIMS[k] = v
     while len(_VICTIMS) > CACHE_SIZE:
         _VICTIMS.popitem(last=False)
@@ -103,7 +109,7 @@ def run_task(task: Task) -> dict:
         if task.kind == "utility":
             notes: list[str] = []
             _seed_globals(job_seed(cfg.seed, "utility"))
-            u = runner.run_utility(target, cfg, out, notes, cloud=_cloud(cfg))
+            u = runner.run_utility(target, cfg, out, notes, cloud=_cloud(cfg, _shape(target)))
             return {**info, "status": "error" if (u or {}).get("error") else "ok", "notes": notes,
                     "seconds": time.perf_counter() - t0}
         job = Job(**task.job)

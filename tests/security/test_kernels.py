@@ -2,15 +2,16 @@
 
 Bands were checked on attack/key seeds 0, 1 and 2 at the smoke budget on digits (docs/audit.md
 lists the values). Figures that swing across seeds at this budget (the default kernel's
-ciphertext-only re-identification: 0 to 0.28 of 32) are not pinned. A band pins a metric; ``assert_leaks``/``assert_resists`` also check it
-against chance and the declared thresholds (analysis.report.THRESHOLDS).
+ciphertext-only re-identification: 0 to 0.28 of 32) are not pinned. A band pins a metric; ``assert_leaks`` also checks it
+against chance and the declared thresholds (analysis.report.THRESHOLDS); ``assert_inapplicable``
+pins an attack that scores below chance (it does not apply: no evidence of resistance).
 """
 
 from __future__ import annotations
 
 import pytest
 
-from analysis.security import assert_leaks, assert_resists, run_attack
+from analysis.security import assert_inapplicable, assert_leaks, run_attack
 
 pytestmark = pytest.mark.security
 
@@ -42,20 +43,23 @@ def grey_sigmoid_victim():
         return AuditTarget.from_preset("grey-sigmoid", seed=0).build_victim(dataset="digits", **SIZES)
 
 
-def test_grey_sigmoid_resists_known_plaintext_key_estimation(grey_sigmoid_victim, need):
+def test_grey_sigmoid_key_estimation_from_known_plaintext_does_not_apply_at_smoke(grey_sigmoid_victim, need):
     need("key-known-plaintext")
     r = run_attack("key-known-plaintext", grey_sigmoid_victim, seed=0)
     # grey-sigmoid, the previous default (pins moved here when the default changed on 2026-11-24).
     # smoke budget: 24 pairs (< 64 embedding dims), 4 Adam steps after the least-squares warm start
-    # of the last layer; 1.55, 1.64, 1.69 on key/attack seeds 0, 1, 2 (a random key scores ~4)
-    assert_resists(r, "functional_error", band=(1.2, 3.0))
+    # of the last layer; 1.55, 1.64, 1.69 on key/attack seeds 0, 1, 2 (a random key scores ~4):
+    # worse than the constant predictor (1.0), so the attack does not apply at this budget; this
+    # is no evidence that grey-sigmoid resists (the structure attacks break it: docs/ciphertext-only.md)
+    assert_inapplicable(r, "functional_error", band=(1.2, 3.0))
 
 
-def test_grey_sigmoid_resists_chosen_plaintext_key_estimation(grey_sigmoid_victim, need):
+def test_grey_sigmoid_key_estimation_from_chosen_plaintext_does_not_apply_at_smoke(grey_sigmoid_victim, need):
     need("key-chosen-plaintext")
     r = run_attack("key-chosen-plaintext", grey_sigmoid_victim, seed=0)
-    # smoke budget: 64 queries, 4 Adam steps; 1.53, 1.63, 1.63 on key/attack seeds 0, 1, 2
-    assert_resists(r, "functional_error", band=(1.2, 3.0))
+    # smoke budget: 64 queries, 4 Adam steps; 1.53, 1.63, 1.63 on key/attack seeds 0, 1, 2: worse
+    # than the constant predictor, so inconclusive, never "resists"
+    assert_inapplicable(r, "functional_error", band=(1.2, 3.0))
 
 
 def test_default_known_plaintext_key_below_identification(default_victim, need):
@@ -76,12 +80,14 @@ def test_default_chosen_plaintext_key_nearly_recovered(default_victim, need):
     assert_leaks(r, "functional_error", band=(0.0, 0.05), broken=True)
 
 
-def test_default_resists_surrogate_transfer_inversion(default_victim, need):
-    # a pin of this one attack's weakness at the smoke budget, not of the kernel: the structure
-    # attacks break `default` without pairs (tests/security/test_structure_regressions.py)
+def test_default_surrogate_transfer_inversion_does_not_apply(default_victim, need):
+    # inversion under the attacker's own random keys scores below the mean-image chance level on
+    # `default` (0.477 against 0.585 at the smoke budget on digits): it does not apply, which is no
+    # evidence of resistance; the structure attacks invert `default` without pairs
+    # (tests/security/test_structure_regressions.py)
     need("inversion-surrogate-transfer")
     r = run_attack("inversion-surrogate-transfer", default_victim, seed=0)
-    assert_resists(r, "ssim_mean", band=(0.3, 0.7))
+    assert_inapplicable(r, "ssim_mean", band=(0.3, 0.7))
 
 
 # --- the default kernel: what it is known to leak (pinned so a change shows) --------------------
