@@ -75,6 +75,11 @@ def check_report(doc: Any, *, source: str) -> dict:
     for k, v in _dict(s.get("max_advantage_by_family"), source, "summary.max_advantage_by_family").items():
         _num(v, source, f"summary.max_advantage_by_family.{k}")
     _num(s.get("max_reconstruction_advantage"), source, "summary.max_reconstruction_advantage")
+    for k in ("kernel_verdict", "system_findings"):  # compare reads their verdicts
+        d = _dict(doc.get(k), source, k)
+        _text(d.get("verdict"), source, f"{k}.verdict")
+    if not isinstance(_dict(doc.get("kernel_verdict"), source, "kernel_verdict").get("certified", False), bool):
+        _fail(source, "kernel_verdict.certified", "true or false", doc["kernel_verdict"].get("certified"))
     u = _dict(doc.get("utility"), source, "utility")
     acc = _dict(u.get("accuracy"), source, "utility.accuracy")
     _num(acc.get("plaintext"), source, "utility.accuracy.plaintext", lo=0, hi=1)
