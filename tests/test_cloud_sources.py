@@ -90,6 +90,28 @@ def test_module_callable_clouds(tmp_path, monkeypatch):
         open_cloud("mycloud:nope")
 
 
+def test_callable_cloud_key_follows_its_weights_and_user_errors_are_one_line(tmp_path, monkeypatch):
+    # the same source file with other weights (loaded from elsewhere) must not share cached outputs
+    (tmp_path / "retrained.py").write_text(
+        "import os\nfrom own_data_cases import SmallNet\nnet = SmallNet(12, int(os.environ.get('SEED', '0')))\n"
+        "def score(x):\n    return net(x).detach().numpy()\n"
+        "def crash(x):\n    raise RuntimeError('wrong input size for this network')\n")
+    (tmp_path / "broken_import.py").write_text("raise KeyError('missing setting')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+    import sys as _sys
+
+    first = open_cloud("retrained:score", input_size=32).digest
+    monkeypatch.setenv("SEED", "1")
+    _sys.modules.pop("retrained", None)
+    importlib.invalidate_caches()
+    assert open_cloud("retrained:score", input_size=32).digest != first
+    with pytest.raises(ValueError, match="the callable raised RuntimeError.*wrong input size"):
+        open_cloud("retrained:crash", input_size=32)
+    with pytest.raises(ValueError, match="importing module 'broken_import' raised KeyError"):
+        open_cloud("broken_import:f")
+
+
 def test_other_input_size_is_resized_or_refused(models):
     small = open_cloud(str(models["small"]))
     fitted = fit_cloud(small, (3, 224, 224))

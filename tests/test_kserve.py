@@ -105,6 +105,12 @@ def test_down_slow_and_wrong_shape_servers_fail_clearly(model):
         bad.stop()
 
 
+def test_credentials_in_the_url_are_refused():
+    # user:token@host would be written into results, reports and logs
+    with pytest.raises(ValueError, match="holds credentials"):
+        KServeCloud("http://user:token@127.0.0.1:9/v2/models/m")
+
+
 def test_refused_request_is_not_retried(server):
     c = KServeCloud(server.url)
     c.interface = c.interface.replace(layout="NHWC")  # the model refuses (N, H, W, C): HTTP 400 with its reason

@@ -216,3 +216,12 @@ def test_the_frontier_design_grid_holds_at_least_20_valid_designs_with_reasons()
     assert len(ks) >= 20 and len({k.name for k in ks}) == len(ks)
     assert all(k.reason for k in ks)
     assert sum(not k.scrambler_spec().is_linear() for k in ks) >= 5
+
+
+def test_kernel_names_cannot_escape_the_output_folder():
+    from analysis.sweep.kernels import GridError, Kernel
+
+    for bad in ("../evil", "a/b", ".hidden", "", "x" * 121):
+        with pytest.raises(GridError, match="kernel name"):
+            Kernel(name=bad, spec={}, source="test")
+    assert Kernel(name="d07-tanh_2.x", spec={}, source="test").name == "d07-tanh_2.x"
