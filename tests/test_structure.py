@@ -154,7 +154,10 @@ def test_positive_control_linear_mnist(mnist_linear):
     assert r.curves["structure"][0]["mode"] == "affine" and r.curves["structure"][0]["link"] == "logit"
 
 
+@pytest.mark.slow
 def test_positive_control_default_mnist(mnist_default):
+    """Slow: the normal suite runs the same positive control (same sizes, same key) as the security
+    regression ``test_default_falls_to_a_passive_observer_small_mnist``, with these checks."""
     r = StructureCiphertextOnly(seed=0, verbose=False, **SMALL)(mnist_default)
     _check_broken(r)
     s = r.curves["structure"][0]

@@ -46,7 +46,11 @@ def _assert_broken(r, *, min_reid: float = 0.95) -> None:
 def test_default_falls_to_a_passive_observer_small_mnist(shared_data):
     v = _victim(shared_data, key_seed=0, sizes={"n_private": 2000, "n_public": 10000, "n_heldout": 1023},
                 n_fit=6000)
-    _assert_broken(StructureCiphertextOnly(seed=0, verbose=False, **SMALL)(v))
+    r = StructureCiphertextOnly(seed=0, verbose=False, **SMALL)(v)
+    _assert_broken(r)
+    s = r.curves["structure"][0]  # the geometry it exploits: a sphere around the carrier, 64-dim hull
+    assert s["mode"] == "sphere" and s["radius_rel_std"] < 1e-3 and s["true_linear_dim"] == 64
+    assert r.metrics["intrinsic_dim"] == 64 and r.p_values["intrinsic_dim"] <= 0.01
 
 
 @pytest.mark.slow
