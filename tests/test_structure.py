@@ -148,7 +148,10 @@ def _check_broken(r, *, pool: int = 1024, min_reid: float = 0.9):
     assert r.threat_model["known_pairs"] == 0 and r.cost["queries"] == 0
 
 
+@pytest.mark.slow
 def test_positive_control_linear_mnist(mnist_linear):
+    """Slow (CI time): the weak control; the normal suite's positive controls are `default` (security
+    regression) and `default` through the tiny cloud below."""
     r = StructureCiphertextOnly(seed=0, verbose=False, **SMALL)(mnist_linear)
     _check_broken(r)
     assert r.curves["structure"][0]["mode"] == "affine" and r.curves["structure"][0]["link"] == "logit"
