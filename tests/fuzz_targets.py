@@ -235,7 +235,8 @@ def _corpus(name: str) -> list[bytes]:
         out = [json.dumps(small).encode()]
         if real.is_file():
             doc = json.loads(real.read_text())
-            doc["attacks"] = doc["attacks"][:2]  # the fields audit-compare reads, at a fuzzable size
+            # the fields audit-compare reads, at a fuzzable size (curves hold hundreds of floats)
+            doc["attacks"] = [{k: v for k, v in a.items() if k != "curves"} for a in doc["attacks"][:2]]
             out.append(json.dumps(doc).encode())
         return out
     raise KeyError(name)
