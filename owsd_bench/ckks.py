@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -136,18 +136,23 @@ class HeClient:
         return np.asarray(ts.ckks_vector_from(self.context, payload).decrypt(), dtype=np.float64)
 
 
+def server_state(net: SquareConvNet, public_context: bytes) -> tuple[Any, dict[str, np.ndarray]]:
+    """What an HE server holds: the public context (refused if it carries the secret key) and
+    the network's plaintext weights as float64 arrays."""
+    context = _tenseal().context_from(public_context)
+    if context.is_private():
+        raise ValueError("the server must not receive the secret key")
+    return context, {k: v.detach().double().numpy() for k, v in net.state_dict().items()}
+
+
 class HeServer:
     """The cloud: the public context and the plaintext weights; never sees a secret key."""
 
     STAGES = ("load", "conv", "square1", "fc1", "square2", "fc2", "serialize")
 
     def __init__(self, net: SquareConvNet, public_context: bytes) -> None:
-        ts = _tenseal()
-        self.context = ts.context_from(public_context)
-        if self.context.is_private():
-            raise ValueError("the server must not receive the secret key")
+        self.context, sd = server_state(net, public_context)
         self.geometry = net.geometry
-        sd = {k: v.detach().double().numpy() for k, v in net.state_dict().items()}
         self.kernels = [sd["conv.weight"][c, 0].tolist() for c in range(net.channels)]
         self.conv_bias = [float(b) for b in sd["conv.bias"]]
         self.w1, self.b1 = sd["fc1.weight"].T.tolist(), sd["fc1.bias"].tolist()

@@ -40,7 +40,7 @@ from typing import Optional
 import numpy as np
 
 from owsd import threads as owsd_threads
-from owsd_bench.ckks import CkksParams, _tenseal
+from owsd_bench.ckks import CkksParams, _tenseal, server_state
 from owsd_bench.measure import accuracy
 from owsd_bench.network import ConvGeometry, SquareConvNet, plaintext_logits
 
@@ -98,12 +98,8 @@ class BatchedHeServer:
     STAGES = ("load", "conv", "square1", "fc1", "square2", "fc2", "serialize")
 
     def __init__(self, net: SquareConvNet, public_context: bytes) -> None:
-        ts = _tenseal()
-        self.context = ts.context_from(public_context)
-        if self.context.is_private():
-            raise ValueError("the server must not receive the secret key")
+        self.context, sd = server_state(net, public_context)
         self.geometry = net.geometry
-        sd = {k: v.detach().double().numpy() for k, v in net.state_dict().items()}
         self.conv_w, self.conv_b = sd["conv.weight"][:, 0], sd["conv.bias"]
         self.w1, self.b1, self.w2, self.b2 = sd["fc1.weight"], sd["fc1.bias"], sd["fc2.weight"], sd["fc2.bias"]
         #: cumulative seconds per stage over all calls of :meth:`infer`
