@@ -41,6 +41,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
                 item.add_marker(skip_gpu)
 
 
+MAX_TEST_WORKERS = 4
+"""``-n auto`` (pytest-xdist) starts one worker per usable core, at most this many: each worker
+holds its own torch and session fixtures, and the suite's tests are single-threaded."""
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """Workers for ``-n auto``: the cores this process may use (CPU affinity), capped at MAX_TEST_WORKERS."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(MAX_TEST_WORKERS, cores))
+
+
 def _devices(config: pytest.Config) -> list[str]:
     opt = config.getoption("--device")
     if opt == "all":
