@@ -198,6 +198,10 @@ def command_line(a: argparse.Namespace) -> str:
         v = getattr(a, opt, None)
         if v is not None and not (opt == "device" and v == "cpu"):
             parts += ["--" + opt.replace("_", "-"), str(v)]
+    for opt in sorted(o for o in vars(a) if o.startswith("cloud_")):  # how the cloud is read and reached
+        v = getattr(a, opt)
+        if v is not None and not (opt == "cloud_resize" and v == "bilinear"):
+            parts += ["--" + opt.replace("_", "-"), ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)]
     for opt in ("only", "exclude"):
         v = getattr(a, opt, None)
         if v:

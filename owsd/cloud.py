@@ -127,6 +127,15 @@ class Cloud(abc.ABC):
         raw = "|".join(str(p) for p in (type(self).__name__, *self._digest_parts, self.input_size, self.output_kind))
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
+    def close(self) -> None:
+        """Release what the cloud holds open (a served cloud's HTTP connections); a no-op for local models."""
+
+    def __enter__(self) -> "Cloud":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def describe(self) -> dict:
         """The public description recorded in results: name, kind, digest, sizes, output kind."""
         return {"name": self.name, "kind": type(self).__name__, "digest": self.digest,
@@ -364,6 +373,9 @@ class ResizedCloud(Cloud):
 
     def _logits(self, images: torch.Tensor) -> np.ndarray:  # pragma: no cover - predict is overridden
         raise NotImplementedError
+
+    def close(self) -> None:
+        self.inner.close()
 
     def resize(self, images: torch.Tensor) -> torch.Tensor:
         """Bilinear resize to the model's size (antialiased when shrinking), kept in [0, 1]."""

@@ -84,6 +84,7 @@ class KServeCloud(Cloud):
         self._http_error = httpx.HTTPError
         self._timeout_error = httpx.TimeoutException
         self._connect_error = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError)
+        self._own_client = client is None  # a client passed in belongs to the caller: close() leaves it open
         self.client = client or httpx.Client(timeout=httpx.Timeout(self.timeout))
         quiet = logging.getLogger("httpx")
         if quiet.level == logging.NOTSET:  # one INFO line per request would drown the run's own log
@@ -92,6 +93,11 @@ class KServeCloud(Cloud):
         self.name = m.group(2)
         self.metadata = self._call("GET", self.url)
         self._check_metadata()
+
+    def close(self) -> None:
+        """Close the HTTP connections this cloud opened (a client passed in is the caller's to close)."""
+        if self._own_client:
+            self.client.close()
 
     # -- metadata -------------------------------------------------------------------------
     def _check_metadata(self) -> None:

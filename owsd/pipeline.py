@@ -401,7 +401,17 @@ def run_pipeline(cfg: RunConfig) -> dict:
     key = resolve_key(cfg)
     spec = key.spec
     cloud = cfg.cloud if isinstance(cfg.cloud, Cloud) else open_cloud(cfg.cloud, **(cfg.cloud_options or {}))
-    cloud = fit_cloud(cloud, spec.output_shape(), resize=cfg.cloud_resize)
+    try:
+        return _run_with_cloud(cfg, fit_cloud(cloud, spec.output_shape(), resize=cfg.cloud_resize), train, test, key,
+                               out, cache_root)
+    finally:
+        if cloud is not cfg.cloud:  # opened here (a served cloud's connections): closed here
+            cloud.close()
+
+
+def _run_with_cloud(cfg: RunConfig, cloud: Cloud, train, test, key, out: Path, cache_root: Path) -> dict:
+    """:func:`run_pipeline` once its inputs are checked and its cloud is open."""
+    spec = key.spec
     sizes = _output_sizes(cfg.output_sizes, cloud)
     _check_decoder_data(cfg.decoder, len(train))  # before the encoder is fitted and the cloud paid
     out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be usable

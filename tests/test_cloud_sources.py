@@ -141,3 +141,53 @@ def test_cli_run_with_a_wrong_onnx_is_one_line(models, tmp_path, capsys):
     assert not (tmp_path / "o").exists()  # refused before anything was made
     code = main(["run", "--cloud", "tiny", "--cloud-mean", "0.5", "--out", str(tmp_path / "o"), "--quiet"])
     assert code == 2 and "apply to your own model" in capsys.readouterr().err
+
+
+def test_audit_resume_against_a_replaced_model_or_other_settings_is_refused(models, tmp_path, capsys):
+    """Same kernel, data, budget and ``--cloud PATH``, but another model in the file (or other
+    ``--cloud-*`` settings): the audit's finished jobs came from the old model and are not reused."""
+    path, out = tmp_path / "clf.onnx", tmp_path / "run"
+    shutil.copy(models["small"], path)
+    args = ["audit", "--preset", "linear", "--seed", "3", "--dataset", "digits", "--cloud", str(path), "--budget",
+            "smoke", "--only", "leak-equality", "--no-utility", "--quiet", "--out", str(out)]
+    assert main(args) == 0
+    manifest = json.loads((out / "audit.json").read_text())
+    first = manifest["cloud_model"]["digest"]
+    assert first == fit_cloud(open_cloud(str(path)), (3, 224, 224)).digest  # the model behind its resize
+    assert main(args) == 0  # the same model: resumed
+    capsys.readouterr()
+    assert main(args + ["--cloud-mean", "0.5"]) == 2  # other settings: another digest
+    assert "holds an audit with another cloud_model" in capsys.readouterr().err
+    shutil.copy(models["other"], path)  # another model (224x224) in the same file
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "another cloud_model" in err and "--cloud-* settings" in err and err.count("\n") == 1
+    assert json.loads((out / "audit.json").read_text())["cloud_model"]["digest"] == first  # nothing overwritten
+
+
+def test_audit_report_command_keeps_the_cloud_flags(models, tmp_path):
+    out = tmp_path / "run"
+    assert main(["audit", "--preset", "linear", "--seed", "3", "--dataset", "digits", "--cloud", str(models["small"]),
+                 "--cloud-mean", "0.5,0.4,0.3", "--cloud-output", "logits", "--cloud-threads", "1", "--budget",
+                 "smoke", "--only", "leak-equality", "--no-utility", "--quiet", "--out", str(out)]) == 0
+    cmd = json.loads((out / "report.json").read_text())["command"]
+    assert "--cloud-mean 0.5,0.4,0.3" in cmd and "--cloud-output logits" in cmd and "--cloud-threads 1" in cmd
+    assert "--cloud-resize" not in cmd  # the default is left out
+
+
+def test_clouds_close_what_they_opened(models):
+    import httpx
+
+    from owsd.kserve import KServeCloud
+
+    meta = {"name": "m", "versions": ["1"], "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 3, 8, 8]}],
+            "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 4]}]}
+    theirs = httpx.Client(transport=httpx.MockTransport(lambda req: httpx.Response(200, json=meta)))
+    with KServeCloud("http://127.0.0.1:9/v2/models/m", client=theirs) as cloud:
+        assert cloud.num_outputs == 4
+    assert not theirs.is_closed  # a client passed in is the caller's
+    cloud._own_client = True  # as if it had opened the client itself
+    ResizedCloud(cloud, (16, 16)).close()  # a resize in front closes the model behind it
+    assert theirs.is_closed
+    with open_cloud(str(models["small"])) as local:  # local models: close() is a no-op
+        assert local.num_outputs == 20

@@ -34,6 +34,7 @@ from analysis.audit.assembly import assemble
 from analysis.audit.config import AuditConfig
 from analysis.audit.plan import plan_jobs, victim_sizes
 from analysis.audit.target import AuditTarget
+from owsd.cloud import Cloud
 from owsd.io import atomic_write_json
 from owsd.threads import limit
 
@@ -59,12 +60,15 @@ class Prepared:
     sizes: dict
     manifest: dict
     notes: list
+    cloud: Optional[Any] = None
 
 
 def prepare(target: Any, cfg: AuditConfig, *, restart: bool = False) -> Prepared:
-    """Plan the jobs of ``target`` under ``cfg`` and open (or resume) its run directory.
+    """Plan the jobs of ``target`` under ``cfg``, open its cloud, and open (or resume) its run directory.
 
     The first half of :func:`run_audit`, shared with ``owsd sweep`` (which runs the jobs elsewhere).
+    The manifest records the cloud model's digest: a resume against another model (or other
+    ``--cloud-*`` settings) is refused instead of mixing its results with the old model's.
     """
     cfg.validate()
     target = AuditTarget.coerce(target)
@@ -72,11 +76,12 @@ def prepare(target: Any, cfg: AuditConfig, *, restart: bool = False) -> Prepared
     notes: list[str] = []
     jobs = plan_jobs(cfg.budget, only=cfg.only, exclude=cfg.exclude)
     sizes = victim_sizes(jobs, cfg.budget, cfg.seed, cfg.dataset, cfg.data_dir, notes)
-    manifest = rundir.manifest(target, cfg, jobs, sizes)
+    cloud = runner.make_audit_cloud(cfg, image_shape=target.spec.output_shape() if target.spec else None)
+    manifest = rundir.manifest(target, cfg, jobs, sizes, cloud=cloud)
     rundir.open_run_dir(out, manifest, restart=restart)
     if target.key is not None and target.key.seeded:
         notes.append("the key was derived from a seed: reproducible, hence not secret (experiments only)")
-    return Prepared(target, cfg, out, jobs, sizes, manifest, notes)
+    return Prepared(target, cfg, out, jobs, sizes, manifest, notes, cloud)
 
 
 def finish(prep: Prepared, done: dict, errors: dict, utility: Optional[dict]) -> dict:
@@ -100,7 +105,7 @@ def run_audit(target: Any, config: Optional[AuditConfig] = None, *, restart: boo
 
         timing: dict[str, Any] = {"threads": torch.get_num_threads(), "jobs": {}}
         start = _clock()
-        cloud = runner.make_audit_cloud(cfg, image_shape=target.spec.output_shape() if target.spec else None)
+        cloud = prep.cloud
         utility = None
         if cfg.utility and cfg.cloud:
             t = _clock()
@@ -130,6 +135,8 @@ def run_audit(target: Any, config: Optional[AuditConfig] = None, *, restart: boo
         timing["report"] = _since(t)
         timing["total"] = _since(start)
         atomic_write_json(out / "timing.json", timing)
+        if cloud is not None and not isinstance(cfg.cloud, Cloud):  # opened by prepare(): closed here
+            cloud.close()
     return rep
 
 

@@ -34,6 +34,7 @@ from analysis.audit.plan import Job
 from analysis.audit.target import AuditTarget
 from owsd import __version__ as TOOLKIT_VERSION
 from owsd import provenance
+from owsd.cloud import Cloud
 from owsd.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 RUN_FORMAT = "owsd-audit-run"
 RUN_VERSION = 1
 #: manifest fields that must match for a run directory to be resumed
-SAME_KERNEL = ("target.fingerprint", "target.spec", "dataset", "cloud", "budget", "seed")
+SAME_KERNEL = ("target.fingerprint", "target.spec", "dataset", "cloud", "cloud_model", "budget", "seed")
 
 
 def machine() -> dict:
@@ -49,12 +50,23 @@ def machine() -> dict:
     return provenance.machine()
 
 
-def manifest(target: AuditTarget, cfg: AuditConfig, jobs: Sequence[Job], sizes: dict) -> dict:
-    """``audit.json``: the target's public description, the data, cloud, budget, seed and jobs."""
+def cloud_model(cloud: Optional[Cloud]) -> Optional[dict]:
+    """What identifies the cloud model itself in the manifest: its digest (a hash of the model's
+    weights or file, its interface, input size and any resizing in front of it; see
+    :attr:`owsd.cloud.Cloud.digest`), never its name alone."""
+    if cloud is None:
+        return None
+    return {"name": cloud.name, "digest": cloud.digest, "input_size": list(cloud.input_size)}
+
+
+def manifest(target: AuditTarget, cfg: AuditConfig, jobs: Sequence[Job], sizes: dict, *,
+             cloud: Optional[Cloud] = None) -> dict:
+    """``audit.json``: the target's public description, the data, cloud (and its digest), budget, seed and jobs."""
     m = {"format": RUN_FORMAT, "version": RUN_VERSION, "target": target.describe(),
          "dataset": {"name": str(cfg.dataset), "data_dir": str(cfg.data_dir) if cfg.data_dir else None,
                      **({"image_size": cfg.image_size} if cfg.image_size else {})},
-         "cloud": getattr(cfg.cloud, "name", cfg.cloud), "budget": cfg.budget, "seed": cfg.seed, "victim_sizes": sizes,
+         "cloud": getattr(cfg.cloud, "name", cfg.cloud), "cloud_model": cloud_model(cloud),
+         "budget": cfg.budget, "seed": cfg.seed, "victim_sizes": sizes,
          "jobs": [dataclasses.asdict(j) for j in jobs], "command": cfg.command, "machine": machine(),
          "versions": provenance.versions(),
          "toolkit_version": str(TOOLKIT_VERSION)}
@@ -88,7 +100,10 @@ def check_run_dir(out: Path, manifest: dict) -> None:
             a, b = (a or {}).get(part), (b or {}).get(part)
         if a != b:
             hint = (" (a --spec or --preset without --seed draws a fresh key each time: pass --key or --seed "
-                    "to resume)" if k.startswith("target") else "")
+                    "to resume)" if k.startswith("target") else
+                    " (another model file or weights, other --cloud-* settings, or an audit begun before the "
+                    "toolkit recorded the model's digest: its cloud outputs cannot be reused)"
+                    if k == "cloud_model" else "")
             raise AuditError(f"{out} holds an audit with another {k} ({a!r}, asked {b!r}); use another --out "
                              f"or pass --restart{hint}")
 

@@ -110,6 +110,8 @@ def run_sweep(kernels: Sequence[Kernel], cfg: SweepConfig, *, client: Any = None
     for cell in cells:
         acfg = audit_config(cell, cfg, out, threads=threads)
         prep = prepare(AuditTarget.from_spec(kernel_file(out, cell.kernel), seed=cell.seed), acfg)
+        if prep.cloud is not None:  # opened to record its digest; the workers open their own
+            prep.cloud.close()
         preps.append(prep)
         if acfg.utility and acfg.cloud and rundir.load_utility(prep.out) is None:
             tasks.append(make_task(cell, acfg, job=None, plan=prep.jobs, sizes=prep.sizes))
