@@ -225,3 +225,15 @@ def test_kernel_names_cannot_escape_the_output_folder():
         with pytest.raises(GridError, match="kernel name"):
             Kernel(name=bad, spec={}, source="test")
     assert Kernel(name="d07-tanh_2.x", spec={}, source="test").name == "d07-tanh_2.x"
+
+
+def test_a_cell_holding_another_audit_is_refused_before_sweep_json_is_written(tmp_path):
+    """A cell folder with an audit of another kernel stops the sweep before anything records it as this sweep's."""
+    out = tmp_path / "s"
+    cell = out / "audits" / "linear--seed-3"
+    assert main(["audit", "--preset", "linear", "--seed", "4", "--dataset", "digits", "--only", "leak-equality",
+                 "--no-utility", "--quiet", "--out", str(cell)]) == 0
+    cfg = SweepConfig(out=out, seeds=(3,), only=ONLY, utility=False, verbose=False, threads=1)
+    with pytest.raises(Exception, match="holds an audit with another target.fingerprint"):
+        run_sweep(kernels_from(presets=("linear",)), cfg, client=LocalClient())
+    assert not (out / "sweep.json").exists()

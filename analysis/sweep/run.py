@@ -104,7 +104,6 @@ def run_sweep(kernels: Sequence[Kernel], cfg: SweepConfig, *, client: Any = None
     _check_sweep_dir(out, {**doc, "settings": cfg.public()})
     out.mkdir(parents=True, exist_ok=True)
     _write_kernels(out, kernels)
-    atomic_write_json(out / "sweep.json", {**doc, "command": cfg.command})  # first: a rerun is checked against it
     threads = task_threads(workers=cfg.workers, scheduler=cfg.scheduler, threads=cfg.threads)
     preps, tasks = [], []
     for cell in cells:
@@ -118,6 +117,9 @@ def run_sweep(kernels: Sequence[Kernel], cfg: SweepConfig, *, client: Any = None
         for j in prep.jobs:
             if rundir.load_job(rundir.job_dir(prep.out, j.id)) is None:
                 tasks.append(make_task(cell, acfg, job=j, plan=prep.jobs, sizes=prep.sizes))
+    # once every cell's run directory is known to be this sweep's (prepare refuses another audit's):
+    # a rerun is checked against it
+    atomic_write_json(out / "sweep.json", {**doc, "command": cfg.command})
     n_jobs = sum(len(p.jobs) for p in preps)
     log.info("sweep: %d kernels x %d seeds x %d datasets = %d audits, %d tasks to run (%d jobs in all), "
              "%d threads a task", len(kernels), len(cfg.seeds), len(cfg.datasets), len(cells), len(tasks), n_jobs,
