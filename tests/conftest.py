@@ -83,6 +83,21 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    """Every test on one torch/BLAS thread (restored after): small problems run many times faster on
+    shared cores, the suite's workers (``-n auto``) do not oversubscribe them, and an attack's figures
+    do not depend on which tests ran before it in the same process (a thread count changes the order
+    of floating-point sums, and an attack's optimization can amplify that)."""
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _exact_float32_on_cuda():
     """References on CUDA in true float32: no TF32 in cuDNN convolutions or cuBLAS products."""
     if torch.cuda.is_available():

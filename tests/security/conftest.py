@@ -28,19 +28,6 @@ def _victim(preset: str, key_seed: int = 0):
         return AuditTarget.from_preset(preset, seed=key_seed).build_victim(dataset="digits", **SIZES)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _one_thread():
-    """Small problems on shared cores: one thread is many times faster (restored after)."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def default_victim():
     """The default kernel (``get_preset("default")``, key from seed 0) on digits."""
