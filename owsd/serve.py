@@ -127,7 +127,8 @@ def _model_name(text: str) -> str:
 def add_parser(sub: Any) -> None:
     """Add ``serve-cloud`` to the ``owsd`` subcommands."""
     s = sub.add_parser("serve-cloud", help="serve a cloud model over the Open Inference Protocol (KServe V2) with "
-                                           "MLServer", description=__doc__.split("\n\n")[0].strip("`"))
+                                           "MLServer", description="Serve a cloud model over the Open Inference Protocol (KServe V2 REST) "
+                                           "with MLServer, for --cloud http://HOST:PORT/v2/models/NAME.")
     s.add_argument("model", metavar="MODEL", type=_model_source,
                    help="tiny, efficientnet-lite0, or PATH.onnx (its settings JSON beside it, as --cloud PATH.onnx "
                         "reads them)")

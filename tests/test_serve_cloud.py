@@ -120,6 +120,26 @@ def _flat(acc: dict) -> dict:
             for j, w in (v.items() if isinstance(v, dict) else [(None, v)])}
 
 
+def test_the_runtime_answers_logits_that_give_the_models_probabilities(tmp_path):
+    """A probability model with its settings JSON: the server preprocesses and answers log-probabilities."""
+    from owsd.cloud_sources import open_cloud
+    from owsd.serve_runtime import answer_logits
+
+    path = onnx_model(tmp_path / "probs.onnx", size=32, probs=True)
+    (tmp_path / "probs.json").write_text(json.dumps({"output": "probabilities", "scale": 255, "mean": [120] * 3,
+                                                     "std": [60] * 3, "channel_order": "BGR"}))
+    cloud = open_cloud(str(path))
+    x = torch.rand(3, 3, 32, 32)
+    z = answer_logits(cloud, x.numpy())
+    assert z.dtype == np.float32 and np.isfinite(z).all()
+    p = np.exp(z - z.max(1, keepdims=True))
+    np.testing.assert_allclose(p / p.sum(1, keepdims=True), cloud.predict(x, verbose=False), rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match=r"has shape \[3, 32, 32, 3\]; this model takes \[N, 3, 32, 32\]"):
+        answer_logits(cloud, x.permute(0, 2, 3, 1).numpy())
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
+        answer_logits(cloud, 2 * x.numpy() + 1)
+
+
 # --- without MLServer, and bad input ---------------------------------------------------------
 def test_without_mlserver_says_how_to_install(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "mlserver", None)  # `import mlserver` fails as if not installed
