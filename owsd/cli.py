@@ -1,6 +1,7 @@
 """The ``owsd`` command line.
 
-Subcommands of the scheme: ``run`` (the utility pipeline), ``keygen``, ``scramble``.
+Subcommands of the scheme: ``run`` (the utility pipeline), ``keygen``, ``scramble``, and
+``serve-cloud`` (a cloud model served over the Open Inference Protocol: :mod:`owsd.serve`).
 Other parts of the toolkit (attacks, audit, benchmarks), and any installed package, add their
 own subcommands through a ``register(subparsers)`` function declared as an entry point of the
 group :data:`COMMANDS_GROUP` (``setup.cfg``), so the scheme never names the layers above it.  Every
@@ -202,6 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=argtypes.positive_int, default=64)
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=_cmd_scramble)
+
+    from owsd.serve import add_parser as add_serve_parser
+
+    add_serve_parser(sub)  # serve-cloud: a cloud model behind MLServer (the `serve` extra)
 
     for ep in sorted(importlib.metadata.entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
         ep.load()(sub)

@@ -60,7 +60,7 @@ def describe_error(exc: BaseException) -> str:
     """The user-facing text of an exception (an ``OSError`` names its file and the problem)."""
     if isinstance(exc, OSError) and not isinstance(exc, UsageError) and exc.strerror:
         name = exc.filename if exc.filename is not None else ""
-        reason = exc.strerror[:1].lower() + exc.strerror[1:]
+        reason = exc.strerror if exc.strerror[1:2].isupper() else exc.strerror[:1].lower() + exc.strerror[1:]  # ONNX
         text = f"{name}: {reason}" if name != "" else reason
         if exc.filename2 is not None:
             text += f" (-> {exc.filename2})"

@@ -1,8 +1,9 @@
 """TEST DOUBLE: a minimal KServe V2 (Open Inference Protocol) HTTP server around an ONNX model.
 
-This is NOT a serving framework and not part of the toolkit: MLServer and PyTriton do not install
-here without changing protobuf (and numpy), so the tests exercise :class:`owsd.kserve.KServeCloud`
-against this stand-in, built on Flask (already installed).  It implements the endpoints the client
+This is NOT a serving framework and not part of the toolkit.  Real serving is tested with MLServer:
+``owsd serve-cloud`` (tests/test_serve_cloud.py, the ``serve`` extra).  This stand-in, built on
+Flask, is kept for fault injection, which a real server does not offer on demand, and so that the
+client's tests run without MLServer.  It implements the endpoints the client
 uses (``GET /v2/health/ready``, ``GET /v2/models/NAME``, ``POST /v2/models/NAME/infer``, JSON
 tensors), plus faults for the tests: ``--die-after N`` (the process exits abruptly after N
 inference requests, like a killed server), ``--delay S`` (slow answers), ``--bad-shape`` (answers

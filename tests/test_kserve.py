@@ -1,7 +1,9 @@
 """The KServe V2 client against a TEST DOUBLE server (tests/kserve_test_double.py; see its docstring).
 
-MLServer and PyTriton do not install here without changing protobuf, so the served cloud is a
-minimal Flask implementation of the protocol's endpoints, run as a separate process on 127.0.0.1.
+The double, a minimal Flask implementation of the protocol's endpoints run as a separate process
+on 127.0.0.1, injects the faults (a dying, slow, wrong-shape or refusing server) and needs no
+MLServer.  A real serving framework (MLServer, through ``owsd serve-cloud``) is tested in
+tests/test_serve_cloud.py.
 """
 
 from __future__ import annotations
