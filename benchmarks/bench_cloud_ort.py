@@ -127,7 +127,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     load_before = provenance.load_average()
     peaks = {str(t): mm_peak(t) for t in threads}
     rows = sweep(a.model, size=a.size, batches=batches, threads=threads,
-                 spinning=(False,) if a.quick else (False, True), images=64 if a.quick else 256,
+                 spinning=(False,) if a.quick else (False, True), images=64 if a.quick else 128,
                  repeats=1 if a.quick else 3)
     for r in rows:
         r["fraction_of_mm_peak"] = r["gflops"] / peaks[str(r["threads"])]
