@@ -229,6 +229,10 @@ class OnnxCloud(Cloud):
         self.threads = opts.intra_op_num_threads
         self._digest_parts = (sha256_file(path), preprocess_tag or getattr(preprocess, "__qualname__", ""))
 
+    def describe(self) -> dict:
+        """As :meth:`Cloud.describe`, with the onnxruntime session options (threads, spinning, optimizations)."""
+        return {**super().describe(), "session": dict(self.session_settings)}
+
     def _logits(self, images: torch.Tensor) -> np.ndarray:
         x = self.preprocess(images).numpy().astype(np.float32, copy=False)
         return self.session.run(None, {self.input_name: x})[0]

@@ -191,3 +191,9 @@ def test_clouds_close_what_they_opened(models):
     assert theirs.is_closed
     with open_cloud(str(models["small"])) as local:  # local models: close() is a no-op
         assert local.num_outputs == 20
+
+
+def test_onnx_cloud_records_its_session_options(models):
+    d = open_cloud(str(models["small"]), threads=1).describe()
+    assert d["session"]["intra_op_num_threads"] == 1 and d["session"]["intra_op_allow_spinning"] is False
+    assert d["session"]["execution_mode"] == "sequential" and d["digest"]
