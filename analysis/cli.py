@@ -143,11 +143,19 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
     datasets = tuple(dict.fromkeys(a.datasets or ("digits",)))
     from analysis.audit import AuditConfig
 
+    from owsd.cli_options import cloud_options
+
+    cloud = None if a.cloud == "none" else a.cloud
+    if cloud and cloud.lower().endswith(".onnx"):  # workers may start elsewhere: an absolute path
+        cloud = str(Path(cloud).resolve())
+    opts = cloud_options(a)
+    if "config" in opts:
+        opts["config"] = str(Path(opts["config"]).resolve())
     for d in datasets:  # the audit's own checks, once, before any cluster starts
-        AuditConfig(dataset=d, data_dir=a.data_dir, cloud=None if a.cloud == "none" else a.cloud,
+        AuditConfig(dataset=d, data_dir=a.data_dir, cloud=cloud, cloud_options=opts, cloud_resize=a.cloud_resize,
                     budget=a.budget).validate()
     cfg = SweepConfig(out=a.out, seeds=a.seeds, datasets=datasets, data_dir=a.data_dir,
-                      cloud=None if a.cloud == "none" else a.cloud, budget=a.budget, only=a.only,
+                      cloud=cloud, cloud_options=opts, cloud_resize=a.cloud_resize, budget=a.budget, only=a.only,
                       exclude=a.exclude or (), utility=not a.no_utility, device=a.device, workers=a.workers,
                       scheduler=a.scheduler, threads=a.threads, verbose=not a.quiet,
                       command=shlex.join(["owsd", *sys.argv[1:]]) if sys.argv[1:2] == ["sweep"] else None)
@@ -280,7 +288,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--datasets", "--dataset", type=_names, help="comma-separated datasets (default digits)")
     w.add_argument("--data-dir", type=argtypes.input_dir, help="folder holding the datasets (not needed for digits; "
                                                                  "the same path on every worker)")
-    w.add_argument("--cloud", default="tiny", choices=(*CLOUD_NAMES, "none"))
+    add_cloud_options(w, allow_none=True)  # a model file must be reachable by every worker
     w.add_argument("--budget", default="smoke", choices=("smoke", "standard", "full"))
     w.add_argument("--only", type=_names, help="comma-separated attack names (or job ids) to run")
     w.add_argument("--exclude", type=_names, help="comma-separated attack names (or job ids) to leave out")

@@ -73,3 +73,18 @@ def cloud_options(a: argparse.Namespace) -> dict:
         if v is not None:
             out[key] = str(v) if key == "config" else v
     return out
+
+
+def cloud_flags(options: dict, resize: str = "bilinear") -> list[str]:
+    """The ``--cloud-*`` flags that give ``options`` (:func:`cloud_options`'s keywords) and ``resize``.
+
+    Example:
+        >>> cloud_flags({"mean": (0.5, 0.4, 0.3), "timeout": 5.0}, "refuse")
+        ['--cloud-mean', '0.5,0.4,0.3', '--cloud-timeout', '5.0', '--cloud-resize', 'refuse']
+    """
+    flags = {key: "--" + dest.replace("_", "-") for dest, key in _OPTION_KEYS.items()}
+    out: list[str] = []
+    for key, v in (options or {}).items():
+        out += [flags[key], ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)]
+    return out + (["--cloud-resize", resize] if resize != "bilinear" else [])
+

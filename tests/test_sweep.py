@@ -237,3 +237,27 @@ def test_a_cell_holding_another_audit_is_refused_before_sweep_json_is_written(tm
     with pytest.raises(Exception, match="holds an audit with another target.fingerprint"):
         run_sweep(kernels_from(presets=("linear",)), cfg, client=LocalClient())
     assert not (out / "sweep.json").exists()
+
+
+def test_sweep_through_your_own_onnx_cloud_and_its_settings(tmp_path, capsys):
+    """A sweep takes any cloud ``owsd audit`` takes: the model file and its --cloud-* settings reach every audit."""
+    from own_data_cases import onnx_model
+
+    from owsd.cloud import fit_cloud
+    from owsd.cloud_sources import open_cloud
+
+    model = onnx_model(tmp_path / "clf.onnx", size=64)
+    opts = {"mean": (0.5, 0.5, 0.5)}
+    cfg = SweepConfig(out=tmp_path / "s", seeds=(3,), only=("leak-equality",), cloud=str(model), cloud_options=opts,
+                      verbose=False, threads=1)
+    res = run_sweep(kernels_from(presets=("linear",)), cfg, client=LocalClient())
+    assert res["audits"] == 1 and res["lost"] == []
+    cell = tmp_path / "s" / "audits" / "linear--seed-3"
+    digest = json.loads((cell / "audit.json").read_text())["cloud_model"]["digest"]
+    assert digest == fit_cloud(open_cloud(str(model), **opts), (3, 224, 224)).digest
+    rep = json.loads((cell / "report.json").read_text())
+    assert rep["utility"]["cloud"] == "clf" and "--cloud-mean 0.5,0.5,0.5" in rep["command"]
+    assert json.loads((tmp_path / "s" / "sweep.json").read_text())["settings"]["cloud_options"] == {"mean": [0.5] * 3}
+    rc = main(["sweep", "--presets", "linear", "--cloud", str(tmp_path / "missing.onnx"), "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "missing.onnx" in err and err.count("\n") == 1

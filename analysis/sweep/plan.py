@@ -31,6 +31,7 @@ from typing import Optional, Sequence
 from analysis.audit import AuditConfig
 from analysis.audit.plan import Job
 from analysis.sweep.kernels import Kernel
+from owsd.cli_options import cloud_flags
 
 SWEEP_FORMAT = "owsd-sweep"
 
@@ -42,7 +43,8 @@ class SweepConfig:
     Attributes:
         out: the sweep's folder (created; a previous sweep of the same settings there is resumed).
         seeds: each seed gives every kernel one audit (key, attacks and data split from it).
-        datasets, data_dir, cloud, budget, only, exclude, utility, device: as ``owsd audit``'s.
+        datasets, data_dir, cloud, cloud_options, cloud_resize, budget, only, exclude, utility, device:
+            as ``owsd audit``'s (a local model file and ``data_dir`` must be reachable by every worker).
         workers: processes of the embedded Dask cluster (ignored with ``scheduler``).
         scheduler: address of an existing Dask scheduler (``tcp://HOST:PORT``), else ``None``.
         threads: torch/BLAS threads of each task (``None``: the usable cores / ``workers`` on the
@@ -54,6 +56,8 @@ class SweepConfig:
     datasets: Sequence[str] = ("digits",)
     data_dir: Optional[str | Path] = None
     cloud: Optional[str] = "tiny"
+    cloud_options: Optional[dict] = None
+    cloud_resize: str = "bilinear"
     budget: str = "smoke"
     only: Optional[Sequence[str]] = None
     exclude: Sequence[str] = ()
@@ -70,6 +74,9 @@ class SweepConfig:
         """The settings as recorded in ``sweep.json`` (what must match to resume)."""
         return {"seeds": list(self.seeds), "datasets": list(self.datasets),
                 "data_dir": str(self.data_dir) if self.data_dir else None, "cloud": self.cloud,
+                "cloud_options": {k: list(v) if isinstance(v, tuple) else v
+                                  for k, v in sorted((self.cloud_options or {}).items())},
+                "cloud_resize": self.cloud_resize,
                 "budget": self.budget, "only": list(self.only) if self.only else None,
                 "exclude": list(self.exclude), "utility": self.utility}
 
@@ -103,7 +110,8 @@ def kernel_file(out: Path, kernel: Kernel) -> Path:
 def audit_config(cell: AuditCell, cfg: SweepConfig, out: Path, *, threads: Optional[int] = 1) -> AuditConfig:
     """The :class:`AuditConfig` of one audit of the sweep (as ``owsd audit`` would build it)."""
     return AuditConfig(out=out / "audits" / cell.folder, dataset=cell.dataset, data_dir=cfg.data_dir,
-                       cloud=cfg.cloud, budget=cfg.budget, seed=cell.seed, only=cfg.only, exclude=cfg.exclude,
+                       cloud=cfg.cloud, cloud_options=cfg.cloud_options, cloud_resize=cfg.cloud_resize,
+                       budget=cfg.budget, seed=cell.seed, only=cfg.only, exclude=cfg.exclude,
                        utility=cfg.utility, device=cfg.device, verbose=False, threads=threads, html=True,
                        command=audit_command(cell, cfg, out))
 
@@ -113,6 +121,7 @@ def audit_command(cell: AuditCell, cfg: SweepConfig, out: Path) -> str:
     parts = ["owsd", "audit", "--spec", str(kernel_file(out, cell.kernel)), "--seed", str(cell.seed),
              "--attack-seed", str(cell.seed), "--dataset", cell.dataset, "--cloud", cfg.cloud or "none",
              "--budget", cfg.budget, "--out", str(out / "audits" / cell.folder)]
+    parts += cloud_flags(cfg.cloud_options or {}, cfg.cloud_resize)
     if cfg.data_dir:
         parts += ["--data-dir", str(cfg.data_dir)]
     if cfg.only:

@@ -70,7 +70,7 @@ def _target(task: Task) -> AuditTarget:
 
 def _cloud(cfg: AuditConfig, image_shape: Optional[tuple[int, ...]] = None):
     """The worker's cloud for ``cfg``, fitted to the kernel's image shape as ``owsd audit`` fits it."""
-    k = (cfg.cloud, cfg.threads, image_shape)
+    k = (cfg.cloud, repr(sorted((cfg.cloud_options or {}).items())), cfg.cloud_resize, cfg.threads, image_shape)
     if k not in _CLOUDS:
         _CLOUDS[k] = runner.make_audit_cloud(cfg, image_shape=image_shape)
     return _CLOUDS[k]
