@@ -65,7 +65,8 @@ def _cmd_audit(a: argparse.Namespace) -> int:
     cfg = AuditConfig(out=a.out, dataset=a.dataset, data_dir=a.data_dir, image_size=a.image_size,
                       cloud=None if a.cloud == "none" else a.cloud, cloud_options=cloud_options(a),
                       cloud_resize=a.cloud_resize, budget=a.budget, seed=a.attack_seed,
-                      only=a.only, exclude=a.exclude or (), utility=not a.no_utility, device=a.device,
+                      only=a.only, exclude=a.exclude or (), utility=not a.no_utility,
+                      utility_sizes=a.utility_sizes, device=a.device,
                       verbose=not a.quiet, threads=a.threads, command=command_line(a))
     rep = run_audit(target, cfg, restart=a.restart)
     sys.stdout.write(summary_text(rep, out=a.out))
@@ -129,6 +130,15 @@ def _seeds(text: str) -> tuple[int, ...]:
     return vals
 
 
+def _utility_sizes(text: str) -> tuple[int, int]:
+    from owsd import argtypes
+
+    sizes = argtypes.int_list(text)
+    if len(sizes) != 2 or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected TRAIN,TEST (two positive integers), got {text!r}")
+    return (int(sizes[0]), int(sizes[1]))
+
+
 def _scheduler(text: str) -> str:
     if "://" not in text or not text.split("://", 1)[1]:
         raise argparse.ArgumentTypeError(f"expected a Dask scheduler address such as tcp://HOST:PORT, got {text!r}")
@@ -156,7 +166,8 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
                     budget=a.budget).validate()
     cfg = SweepConfig(out=a.out, seeds=a.seeds, datasets=datasets, data_dir=a.data_dir,
                       cloud=cloud, cloud_options=opts, cloud_resize=a.cloud_resize, budget=a.budget, only=a.only,
-                      exclude=a.exclude or (), utility=not a.no_utility, device=a.device, workers=a.workers,
+                      exclude=a.exclude or (), utility=not a.no_utility, utility_sizes=a.utility_sizes,
+                      device=a.device, workers=a.workers,
                       scheduler=a.scheduler, threads=a.threads, verbose=not a.quiet,
                       command=shlex.join(["owsd", *sys.argv[1:]]) if sys.argv[1:2] == ["sweep"] else None)
     res = run_sweep(kernels, cfg)
@@ -210,10 +221,10 @@ def command_line(a: argparse.Namespace) -> str:
         v = getattr(a, opt)
         if v is not None and not (opt == "cloud_resize" and v == "bilinear"):
             parts += ["--" + opt.replace("_", "-"), ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)]
-    for opt in ("only", "exclude"):
+    for opt in ("only", "exclude", "utility_sizes"):
         v = getattr(a, opt, None)
         if v:
-            parts += ["--" + opt, ",".join(v)]
+            parts += ["--" + opt.replace("_", "-"), ",".join(map(str, v))]
     parts += [f"--{o.replace('_', '-')}" for o in ("no_utility", "restart", "quiet") if getattr(a, o, False)]
     return shlex.join(parts)
 
@@ -249,6 +260,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--only", type=_names, help="comma-separated attack names (or job ids) to run")
     p.add_argument("--exclude", type=_names, help="comma-separated attack names (or job ids) to leave out")
     p.add_argument("--no-utility", action="store_true", help="skip the utility measurement")
+    p.add_argument("--utility-sizes", type=_utility_sizes, metavar="TRAIN,TEST",
+                   help="images of the utility measurement (default: the budget's; e.g. 10000,2000)")
     p.add_argument("--threads", type=argtypes.positive_int, default=1,
                    help="torch/BLAS and cloud threads (default 1, the fastest on a shared machine)")
     p.add_argument("--restart", action="store_true", help="discard a previous audit in --out")
@@ -293,6 +306,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--only", type=_names, help="comma-separated attack names (or job ids) to run")
     w.add_argument("--exclude", type=_names, help="comma-separated attack names (or job ids) to leave out")
     w.add_argument("--no-utility", action="store_true", help="skip the utility measurement (no frontier x axis)")
+    w.add_argument("--utility-sizes", type=_utility_sizes, metavar="TRAIN,TEST",
+                   help="images of each utility measurement (default: the budget's; e.g. 10000,2000)")
     w.add_argument("--workers", type=argtypes.positive_int, default=1,
                    help="worker processes of the embedded Dask cluster (default 1)")
     w.add_argument("--scheduler", type=_scheduler, help="tcp://HOST:PORT of an existing Dask scheduler "

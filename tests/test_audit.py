@@ -284,3 +284,22 @@ def _path() -> str:
     import os
 
     return os.environ.get("PATH", "/usr/bin:/bin")
+
+
+def test_utility_sizes_are_a_setting_of_the_audit(tmp_path, capsys):
+    """``--utility-sizes TRAIN,TEST`` (a study's 10,000/2,000) instead of the budget's; part of the resume check."""
+    out = tmp_path / "run"
+    args = ["audit", "--preset", "linear", "--seed", "5", "--dataset", "digits", "--cloud", "tiny", "--budget", "smoke",
+            "--only", "leak-equality", "--quiet", "--out", str(out)]
+    assert main(args + ["--utility-sizes", "120,60"]) == 0
+    rep = load_report(out)
+    assert (rep["utility"]["n_train"], rep["utility"]["n_test"]) == (120, 60)
+    assert "--utility-sizes 120,60" in rep["command"]
+    capsys.readouterr()
+    assert main(args + ["--utility-sizes", "100,60"]) == 2
+    assert "another utility_sizes" in capsys.readouterr().err
+    assert main(args + ["--utility-sizes", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "TRAIN,TEST" in err and err.count("\n") == 1
+    with pytest.raises(AuditError, match="utility_sizes"):
+        AuditConfig(utility_sizes=(0, 10)).validate()

@@ -261,3 +261,13 @@ def test_sweep_through_your_own_onnx_cloud_and_its_settings(tmp_path, capsys):
     rc = main(["sweep", "--presets", "linear", "--cloud", str(tmp_path / "missing.onnx"), "--out", str(tmp_path / "x")])
     err = capsys.readouterr().err
     assert rc == 2 and "missing.onnx" in err and err.count("\n") == 1
+
+
+def test_sweep_utility_sizes_reach_every_audit(tmp_path):
+    cfg = SweepConfig(out=tmp_path / "s", seeds=(3,), only=("leak-equality",), utility_sizes=(120, 60), verbose=False,
+                      threads=1)
+    run_sweep(kernels_from(presets=("linear",)), cfg, client=LocalClient())
+    rep = json.loads((tmp_path / "s" / "audits" / "linear--seed-3" / "report.json").read_text())
+    assert (rep["utility"]["n_train"], rep["utility"]["n_test"]) == (120, 60)
+    assert "--utility-sizes 120,60" in rep["command"]
+    assert json.loads((tmp_path / "s" / "sweep.json").read_text())["settings"]["utility_sizes"] == [120, 60]

@@ -39,6 +39,8 @@ class AuditConfig:
         seed: seed of every attack's own randomness (and the victim's data split).
         only, exclude: attack names (or job ids) to restrict to / leave out.
         utility: measure the scheme's utility (``False`` to skip).
+        utility_sizes: ``(n_train, n_test)`` of the utility measurement (``None``: the budget's,
+            :data:`analysis.audit.utility.UTILITY_BUDGETS`), e.g. ``(10000, 2000)`` for a study.
         threads: torch/BLAS (and onnxruntime cloud) threads during the audit (``None``: leave as
             is).  Default 1: the attacks' small networks gain little from a second thread and lose
             10-20x when threads outnumber the free cores of a shared machine.
@@ -57,6 +59,7 @@ class AuditConfig:
     only: Optional[Sequence[str]] = None
     exclude: Sequence[str] = ()
     utility: bool = True
+    utility_sizes: Optional[tuple[int, int]] = None
     device: str = "cpu"
     verbose: bool = True
     threads: Optional[int] = 1
@@ -86,6 +89,10 @@ class AuditConfig:
             raise AuditError(f"cloud must be a name, a source or a Cloud, got {type(self.cloud).__name__}")
         if self.cloud_resize not in ("bilinear", "refuse"):
             raise AuditError(f"cloud_resize must be 'bilinear' or 'refuse', got {self.cloud_resize!r}")
+        if self.utility_sizes is not None and (
+                len(tuple(self.utility_sizes)) != 2
+                or any(not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in self.utility_sizes)):
+            raise AuditError(f"utility_sizes must be two positive integers (train, test), got {self.utility_sizes!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise AuditError(f"seed must be an integer, got {self.seed!r}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):

@@ -42,7 +42,8 @@ log = logging.getLogger(__name__)
 RUN_FORMAT = "owsd-audit-run"
 RUN_VERSION = 1
 #: manifest fields that must match for a run directory to be resumed
-SAME_KERNEL = ("target.fingerprint", "target.spec", "dataset", "cloud", "cloud_model", "budget", "seed")
+SAME_KERNEL = ("target.fingerprint", "target.spec", "dataset", "cloud", "cloud_model", "budget", "seed",
+               "utility_sizes")
 
 
 def machine() -> dict:
@@ -67,6 +68,7 @@ def manifest(target: AuditTarget, cfg: AuditConfig, jobs: Sequence[Job], sizes: 
                      **({"image_size": cfg.image_size} if cfg.image_size else {})},
          "cloud": getattr(cfg.cloud, "name", cfg.cloud), "cloud_model": cloud_model(cloud),
          "budget": cfg.budget, "seed": cfg.seed, "victim_sizes": sizes,
+         **({"utility_sizes": list(cfg.utility_sizes)} if cfg.utility_sizes else {}),
          "jobs": [dataclasses.asdict(j) for j in jobs], "command": cfg.command, "machine": machine(),
          "versions": provenance.versions(),
          "toolkit_version": str(TOOLKIT_VERSION)}

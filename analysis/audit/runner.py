@@ -64,10 +64,12 @@ def run_utility(target: AuditTarget, cfg: AuditConfig, out: Path, notes: list[st
     if done is not None:
         return done
     log.info("measuring the scheme's utility (%s budget)", cfg.budget)
+    settings = dict(UTILITY_BUDGETS[cfg.budget])
+    if cfg.utility_sizes is not None:
+        settings["n_train"], settings["n_test"] = (int(n) for n in cfg.utility_sizes)
     try:
         u = measure_utility(target, dataset=cfg.dataset, data_dir=cfg.data_dir, image_size=cfg.image_size,
-                            cloud=cloud or cfg.cloud,
-                            device=cfg.device, verbose=False, **UTILITY_BUDGETS[cfg.budget])
+                            cloud=cloud or cfg.cloud, device=cfg.device, verbose=False, **settings)
     except (ValueError, TypeError, RuntimeError) as exc:
         log.warning("utility measurement failed: %s", exc)
         notes.append(f"utility measurement failed: {exc}")

@@ -62,6 +62,7 @@ class SweepConfig:
     only: Optional[Sequence[str]] = None
     exclude: Sequence[str] = ()
     utility: bool = True
+    utility_sizes: Optional[tuple[int, int]] = None
     device: str = "cpu"
     workers: int = 1
     scheduler: Optional[str] = None
@@ -78,7 +79,8 @@ class SweepConfig:
                                   for k, v in sorted((self.cloud_options or {}).items())},
                 "cloud_resize": self.cloud_resize,
                 "budget": self.budget, "only": list(self.only) if self.only else None,
-                "exclude": list(self.exclude), "utility": self.utility}
+                "exclude": list(self.exclude), "utility": self.utility,
+                **({"utility_sizes": list(self.utility_sizes)} if self.utility_sizes else {})}
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,8 @@ def audit_config(cell: AuditCell, cfg: SweepConfig, out: Path, *, threads: Optio
     return AuditConfig(out=out / "audits" / cell.folder, dataset=cell.dataset, data_dir=cfg.data_dir,
                        cloud=cfg.cloud, cloud_options=cfg.cloud_options, cloud_resize=cfg.cloud_resize,
                        budget=cfg.budget, seed=cell.seed, only=cfg.only, exclude=cfg.exclude,
-                       utility=cfg.utility, device=cfg.device, verbose=False, threads=threads, html=True,
+                       utility=cfg.utility, utility_sizes=cfg.utility_sizes, device=cfg.device, verbose=False,
+                       threads=threads, html=True,
                        command=audit_command(cell, cfg, out))
 
 
@@ -122,6 +125,8 @@ def audit_command(cell: AuditCell, cfg: SweepConfig, out: Path) -> str:
              "--attack-seed", str(cell.seed), "--dataset", cell.dataset, "--cloud", cfg.cloud or "none",
              "--budget", cfg.budget, "--out", str(out / "audits" / cell.folder)]
     parts += cloud_flags(cfg.cloud_options or {}, cfg.cloud_resize)
+    if cfg.utility_sizes:
+        parts += ["--utility-sizes", ",".join(map(str, cfg.utility_sizes))]
     if cfg.data_dir:
         parts += ["--data-dir", str(cfg.data_dir)]
     if cfg.only:
