@@ -1,5 +1,10 @@
 """``owsd attack``: run one registered attack alone, list them, or list an attack's parameters.
 
+``--list`` prints the budgets table (:mod:`attacks.budgets`): per attack its family and threat
+model, then one line per budget with the victim sizes (private/public/held-out images), the
+parameters (``standard`` and ``full`` name only what changes from the budget before) and the
+audit variants.
+
 ``--param key=value`` (repeatable) sets any field of the attack's parameter dataclass
 (:mod:`attacks.params`) over the budget's value; ``--help-params`` lists the fields with their
 types, ranges, docs and the budget's values.  A bad value is one error line (exit 2).
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any, Optional
 
@@ -65,13 +71,63 @@ def help_params(cls, budget: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _text(v: Any) -> str:
+    if isinstance(v, tuple):
+        return ",".join(map(str, v)) or "()"
+    return str(v)
+
+
+def _assignments(d: dict) -> str:
+    return " ".join(f"{k}={_text(v)}" for k, v in d.items())
+
+
+def _fill(text: str, width: int, indent: int) -> str:
+    return textwrap.fill(text, width, subsequent_indent=" " * indent, break_on_hyphens=False)
+
+
+def list_attacks(width: int = 100) -> str:
+    """The budgets table as text: per attack a header, then one (wrapped) line per budget.
+
+    Example:
+        >>> text = list_attacks()
+        >>> print(text[text.index("leak-label-probe "):].split("\\n\\n")[0])  # doctest: +NORMALIZE_WHITESPACE
+        leak-label-probe (leakage): knows the architecture; does not know the key; sees the scrambled
+            images; 50 labelled targets
+          smoke     victim 200/16/100  source=scrambled n_labelled=50 k=32; variants: source=outputs
+          standard  victim 600/16/200  n_labelled=100 k=64
+          full      victim 1000/16/250  n_labelled=200 k=128
+    """
+    from attacks.budgets import BUDGETS
+    from attacks.registry import available_attacks
+
+    blocks = [_fill(
+        "Attacks and their budgets (attacks/budgets.py). Victim: private/public/held-out images; "
+        "standard and full name only the parameters that change from the budget before; variants: the "
+        "configurations the audit runs beside the main one (at standard and full; the leakage suite at every "
+        "budget).", width, 0)]
+    for name, cls in available_attacks().items():
+        tm = cls(budget="smoke", seed=0, verbose=False).threat_model()
+        lines = [_fill(f"{name} ({cls.family}): {tm.describe()}", width, 4)]
+        before, variants_before = {}, None
+        for b in BUDGETS:
+            row = cls.budget_row(b)
+            sizes = cls(budget=b, seed=0, verbose=False).victim_sizes()
+            victim = "/".join(str(sizes[k]) for k in ("n_private", "n_public", "n_heldout") if k in sizes)
+            changed = {k: v for k, v in row.params.items() if k not in before or before[k] != v}
+            text = f"  {b:9s} victim {victim or '(none)'}  {_assignments(changed) or '(as before)'}"
+            if row.variants and row.variants != variants_before:
+                text += "; variants: " + " | ".join(_assignments(v) for v in row.variants)
+            lines.append(_fill(text, width, 12))
+            before, variants_before = row.params, row.variants
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
+
+
 def _cmd_attack(a: argparse.Namespace) -> int:
-    from attacks.registry import available_attacks, get_attack
+    from attacks.registry import get_attack
 
     if a.list:
-        for name, cls in available_attacks().items():
-            tm = cls(budget="smoke", seed=0, verbose=False).threat_model()
-            sys.stdout.write(f"{name:32s} {cls.family:16s} {tm.describe()}\n")
+        sys.stdout.write(list_attacks())
         return 0
     if not a.name:
         raise UsageError("name an attack (see `owsd attack --list`)")
@@ -115,7 +171,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("attack", help="run one attack against a key (see --list)")
     p.add_argument("name", nargs="?", help="attack name")
-    p.add_argument("--list", action="store_true", help="list every attack, its family and threat model")
+    p.add_argument("--list", action="store_true", help="list every attack with its budgets table (parameters, victim sizes, variants)")
     p.add_argument("--help-params", action="store_true",
                    help="list the attack's parameters (type, range, doc) with the --budget's values")
     p.add_argument("--param", action="append", metavar="KEY=VALUE",

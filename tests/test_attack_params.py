@@ -214,6 +214,49 @@ def test_bad_params_on_the_command_line_are_one_line_exit_2(capsys, args, match)
     assert match in err and err.count("\n") == 1 and "Traceback" not in err
 
 
+def _budget_lines(block: str) -> dict[str, str]:
+    """``budget -> its line`` of one attack's block of ``owsd attack --list`` (wrapped lines joined)."""
+    rows: dict[str, str] = {}
+    last = None
+    for line in block.splitlines()[1:]:
+        if line.startswith(" " * 12) and last:
+            rows[last] += " " + line.strip()
+        elif line.startswith("    "):  # the header's threat model, wrapped
+            continue
+        else:
+            last = line.split()[0]
+            rows[last] = line.strip()
+    return rows
+
+
+def test_list_shows_the_budgets_table(capsys):
+    from attacks.cli import _text
+
+    assert main(["attack", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 100
+    blocks = {b.split(" ", 1)[0]: b for b in out.strip().split("\n\n")[1:]}
+    assert sorted(blocks) == sorted(available_attacks())
+    for name, block in blocks.items():
+        cls = get_attack(name)
+        assert block.startswith(f"{name} ({cls.family}): knows the architecture")
+        rows = _budget_lines(block)
+        assert list(rows) == list(budgets.BUDGETS), name
+        before: dict = {}
+        for b, line in rows.items():
+            sizes = cls(budget=b, verbose=False).victim_sizes()
+            assert f" victim {sizes['n_private']}/{sizes['n_public']}/{sizes['n_heldout']} " in line, (name, b)
+            params = cls.budget_row(b).params
+            shown = {k: v for k, v in params.items() if before.get(k, object()) != v}
+            words = [w for w in line.split("; variants:")[0].split() if "=" in w]
+            assert words == [f"{k}={_text(v)}" for k, v in shown.items()], (name, b)  # the changed ones, in order
+            before = params
+    probe = _budget_lines(blocks["leak-label-probe"])
+    assert probe["smoke"].endswith("k=32; variants: source=outputs") and "variants" not in probe["full"]
+    assert "n_labelled=100 k=64" in probe["standard"] and "source=" not in probe["standard"]
+    assert "pool_sizes=16,64 " in _budget_lines(blocks["structure-ciphertext-only"])["smoke"]
+
+
 def test_help_params_lists_every_field_with_the_budgets_value(capsys):
     assert main(["attack", "leak-clustering", "--help-params", "--budget", "standard"]) == 0
     out = capsys.readouterr().out
