@@ -7,13 +7,16 @@ audit variants.
 
 ``--param key=value`` (repeatable) sets any field of the attack's parameter dataclass
 (:mod:`attacks.params`) over the budget's value; ``--help-params`` lists the fields with their
-types, ranges, docs and the budget's values.  A bad value is one error line (exit 2).
+types, ranges, docs and the budget's values.  ``--scoring key=value`` sets one of the scoring
+settings (:class:`attacks.scoring.ScoringConfig`: resamples, permutation nulls), which this
+runner chooses, not the attack.  A bad value is one error line (exit 2).
 
 Example:
     owsd attack --list
     owsd attack leak-label-probe --help-params --budget standard
     owsd attack key-known-plaintext --preset linear --seed 0 --dataset digits --budget smoke --out runs/kp
     owsd attack leak-label-probe --param source=outputs --param n_labelled=80 --seed 0 --out runs/probe
+    owsd attack leak-distance-mantel --scoring mantel_permutations=9999 --seed 0 --out runs/mantel
 """
 
 from __future__ import annotations
@@ -43,18 +46,32 @@ def build_victim(a: argparse.Namespace, sizes: dict):
                         seed=a.seed, cloud=a.cloud, device=a.device, **sizes)
 
 
-def parse_params(cls, assignments: Optional[list[str]]) -> dict[str, Any]:
-    """``--param key=value`` strings -> typed overrides of ``cls``'s parameters (:class:`UsageError`)."""
+def parse_params(cls, assignments: Optional[list[str]], *, option: str = "--param") -> dict[str, Any]:
+    """``--param key=value`` strings -> typed overrides of ``cls``'s parameters (:class:`UsageError`).
+
+    ``cls``: an attack (its ``Params``) or a parameter dataclass itself (e.g. ``ScoringConfig``)."""
     from attacks.params import parse_assignment
 
+    fields_of = getattr(cls, "Params", cls)
     out: dict[str, Any] = {}
     for text in assignments or ():
         try:
-            k, v = parse_assignment(cls.Params, text)
+            k, v = parse_assignment(fields_of, text)
         except ValueError as exc:
-            raise UsageError(f"--param {text}: {exc}") from None
+            raise UsageError(f"{option} {text}: {exc}") from None
         out[k] = v
     return out
+
+
+def scoring_of(budget: str, assignments: Optional[list[str]]):
+    """The scoring settings of this run: the budget's, with ``--scoring key=value`` overrides."""
+    from attacks.scoring import ScoringConfig
+
+    overrides = parse_params(ScoringConfig, assignments, option="--scoring")
+    try:
+        return ScoringConfig.for_budget(budget, **overrides)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"--scoring: {exc}") from None
 
 
 def help_params(cls, budget: str) -> str:
@@ -120,7 +137,22 @@ def list_attacks(width: int = 100) -> str:
             lines.append(_fill(text, width, 12))
             before, variants_before = row.params, row.variants
         blocks.append("\n".join(lines))
+    blocks.append(_list_scoring(width))
     return "\n\n".join(blocks) + "\n"
+
+
+def _list_scoring(width: int) -> str:
+    from attacks.budgets import BUDGETS, SCORING
+    from attacks.params import fields
+    from attacks.scoring import ScoringConfig
+
+    per_budget = set().union(*SCORING.values())
+    same = {f.name: f.default for f in fields(ScoringConfig) if f.name not in per_budget}
+    lines = [_fill("scoring (not attack parameters: the runner chooses them, attacks/scoring.py; "
+                   "owsd attack --scoring key=value)", width, 4),
+             _fill(f"  {'every':9s} {_assignments(same)}", width, 12)]
+    lines += [_fill(f"  {b:9s} {_assignments(SCORING[b])}", width, 12) for b in BUDGETS]
+    return "\n".join(lines)
 
 
 def _cmd_attack(a: argparse.Namespace) -> int:
@@ -141,6 +173,7 @@ def _cmd_attack(a: argparse.Namespace) -> int:
     if a.key is not None and a.seed is not None:
         raise UsageError("--seed derives a key; it cannot be combined with --key")
     overrides = parse_params(cls, a.param)
+    scoring = scoring_of(a.budget, a.scoring)
     try:
         attack = cls(budget=a.budget, seed=a.attack_seed, device=a.device, verbose=not a.quiet, **overrides)
     except (TypeError, ValueError) as exc:  # a combination of --param values the attack rejects
@@ -152,7 +185,7 @@ def _cmd_attack(a: argparse.Namespace) -> int:
     ok, why = attack.applicable(victim)
     if not ok:
         raise UsageError(f"{a.name} does not apply to this target: {why}")
-    result = attack(victim)
+    result = attack(victim, scoring=scoring)
     path = result.save(a.out)
     m = result.primary
     line = f"{result.attack}: {m} = {result.metrics.get(m, float('nan')):.4g}" if m else result.attack
@@ -176,6 +209,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="list the attack's parameters (type, range, doc) with the --budget's values")
     p.add_argument("--param", action="append", metavar="KEY=VALUE",
                    help="set one of the attack's parameters (repeatable; see --help-params)")
+    p.add_argument("--scoring", action="append", metavar="KEY=VALUE",
+                   help="set one of the scoring settings, e.g. mantel_permutations=9999 (repeatable; see --list)")
     add_key_source(p)
     p.add_argument("--dataset", default="digits", choices=DATASETS)
     p.add_argument("--data-dir", type=argtypes.input_dir)
