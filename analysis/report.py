@@ -368,11 +368,3 @@ def load_report(run_dir: str | Path) -> dict:
     if not isinstance(doc, dict) or doc.get("format") != REPORT_FORMAT:
         raise ValueError(f"{path}: not an owsd audit report")
     return doc
-
-
-# --- report.html (drawn by analysis.report_html) -------------------------------------
-def render_html(report: dict) -> str:
-    """One self-contained page showing the whole report (:func:`analysis.report_html.render_html`)."""
-    from analysis.report_html import render_html as _render
-
-    return _render(report)

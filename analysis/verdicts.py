@@ -44,6 +44,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from analysis.report import ALPHA, LOWER_IS_ATTACK, _finite
+from attacks.registry import get_attack
 from owsd.stats import fdr_adjust
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,6 @@ def finding_of(entry: dict) -> str:
     if f in ("kernel", "system"):
         return f
     try:
-        from attacks.registry import get_attack
-
         return get_attack(entry.get("attack", "")).finding
     except (ValueError, AttributeError):
         return "kernel"

@@ -51,7 +51,7 @@ from attacks.params import NoParams, resolve
 from attacks.scoring import ScoringConfig
 from attacks.threat import Requirements, ThreatModel
 from attacks.victim import AttackerView, Victim
-from owsd.io import json_default
+from owsd.io import atomic_write_json, atomic_write_text, json_default, save_npz
 
 log = logging.getLogger(__name__)
 
@@ -198,8 +198,6 @@ class AttackResult:
 
     def save(self, out_dir: str | Path) -> Path:
         """Write ``result.json``, ``per_sample.csv`` and ``raw.npz`` atomically."""
-        from owsd.io import atomic_write_json, atomic_write_text, save_npz
-
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         if self.per_sample:

@@ -19,6 +19,9 @@ import os
 import stat
 from pathlib import Path
 
+# The checkers that need the data and cloud modules import them inside, for start-up speed (every
+# command's parser uses this module; owsd.cloud imports torch).
+
 #: largest count accepted on the command line (images, epochs, batch sizes, seeds' magnitude)
 MAX_COUNT = 2 ** 31 - 1
 MAX_SEED = 2 ** 63 - 1

@@ -29,6 +29,7 @@ from owsd.stats import fdr_adjust
 from owsd.threads import limit
 from attacks.base import AttackResult
 from attacks.budgets import LEAKAGE_VICTIM_SIZES, configurations
+from attacks.registry import get_attack
 from attacks.scoring import ScoringConfig
 from attacks.victim import Victim
 
@@ -74,8 +75,6 @@ def run_all_leakage_tests(victim: Victim, *, budget: str = "smoke", seed: int = 
 
 def _run_all(victim: Victim, *, budget: str, seed: int, only, verbose: bool,
              scoring: ScoringConfig) -> list[AttackResult]:
-    from attacks.registry import get_attack
-
     only = set(only) if only is not None else None
     results = []
     for name, params in suite(budget):
