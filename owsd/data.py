@@ -236,15 +236,6 @@ def load_cifar10(data_dir: str | Path, split: str, *, cache_dir: Optional[Path] 
     return ds
 
 
-def image_file_bytes(p: Path) -> bytes:
-    """The bytes of one image file (a regular file of at most :data:`MAX_MEMBER_BYTES`)."""
-    if not p.is_file():
-        raise DataFormatError(p, "not a regular file")
-    if p.stat().st_size > MAX_MEMBER_BYTES:
-        raise DataFormatError(p, f"{p.stat().st_size:,} bytes, larger than any image ({MAX_MEMBER_BYTES:,}-byte limit)")
-    return p.read_bytes()
-
-
 def _member_bytes(tf: tarfile.TarFile, m: tarfile.TarInfo, tar_path: Path) -> bytes:
     if m.size > MAX_MEMBER_BYTES:
         raise DataFormatError(f"{tar_path}:{m.name}", f"{m.size:,} bytes, larger than any image "
