@@ -30,6 +30,9 @@ from typing import Any, Optional, Sequence
 
 from tqdm.auto import tqdm
 
+from analysis import reference_scramblers
+from analysis.audit import AuditConfig, AuditTarget, run_audit
+from analysis.report import load_report
 from owsd import provenance
 from owsd.io import atomic_write_json, atomic_write_text
 
@@ -75,9 +78,6 @@ def expected_kernel(ref: dict, *, certified: bool) -> str:
 
 def target_for(ref: dict, *, key_seed: int = 0):
     """The :class:`~analysis.audit.AuditTarget` of a battery entry (``reference:NAME`` or ``preset:NAME``)."""
-    from analysis import reference_scramblers
-    from analysis.audit import AuditTarget
-
     kind, _, name = str(ref.get("target", "")).partition(":")
     if kind == "reference":
         return AuditTarget.from_callable(reference_scramblers.make(name), name=ref["name"])
@@ -113,9 +113,6 @@ def run_calibration(out: str | Path, *, budget: str = "smoke", dataset: str = "d
                     verbose: bool = True, expected: Optional[str | Path] = None,
                     command: Optional[str] = None) -> dict:
     """Audit every reference of the battery (or those named in ``scramblers``); write and return the table."""
-    from analysis.audit import AuditConfig, run_audit
-    from analysis.report import load_report
-
     doc = load_expected(expected)
     refs = doc["scramblers"]
     if scramblers is not None:

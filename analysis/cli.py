@@ -20,6 +20,9 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+# Imports of the project's modules sit inside the functions, for start-up speed: `owsd` builds every
+# command's parser at start (entry points), and the modules a command runs (torch, the attacks) load
+# only when it runs.
 from owsd.errors import UsageError
 
 log = logging.getLogger(__name__)

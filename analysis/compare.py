@@ -5,17 +5,16 @@ internal-model accuracy at the largest output size, with its Wilson CI), the lar
 normalized attacker advantage of the key-estimation and inversion attacks (0 = chance,
 1 = perfect), the kernel's verdict counts and its verdict (:mod:`analysis.verdicts`), with
 the system findings' verdict beside it.  Rows are ranked by Pareto
-dominance on (utility up, advantage down), then by fewer failed attacks, then by utility.
+dominance on (utility up, advantage down), then by fewer failed attacks, then by utility
+(:func:`analysis.ranking.rank_rows`).
 A sweep folder (``owsd sweep --out``; or its ``frontier.json``) contributes its frontier rows,
 one per kernel with its seeds pooled (:mod:`analysis.sweep.frontier`; there ``privacy`` is the
 worst family's mean advantage, leakage included).
 
 Example:
-    >>> rows = [{"label": "a", "utility": 0.9, "privacy": 0.9, "fails": 3},
-    ...         {"label": "b", "utility": 0.8, "privacy": 0.1, "fails": 0},
-    ...         {"label": "c", "utility": 0.7, "privacy": 0.5, "fails": 1}]
-    >>> [(r["label"], r["rank"], r["pareto"]) for r in rank_rows(rows)]
-    [('b', 1, True), ('a', 2, True), ('c', 3, False)]
+    >>> row = row_of({"target": {"name": "k"}, "summary": {"counts": {"fail": 1}, "overall": "fail"}})
+    >>> row["label"], row["fails"], row["verdict"]
+    ('k', 1, 'fail')
 """
 
 from __future__ import annotations
@@ -25,7 +24,9 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from analysis.figures import privacy_utility_plot
+from analysis.ranking import rank_rows
 from analysis.reportcheck import read_report
+from analysis.sweep.frontier import load_frontier
 from owsd import provenance
 from owsd.io import atomic_write_json, atomic_write_text
 
@@ -63,35 +64,6 @@ def row_of(report: dict, *, label: Optional[str] = None, path: str = "") -> dict
             "inconclusive": c.get("inconclusive", 0), "not_applicable": c.get("n/a", 0), "errors": c.get("error", 0),
             "verdict": s.get("overall"), "certified": (report.get("kernel_verdict") or {}).get("certified"),
             "system_verdict": (report.get("system_findings") or {}).get("verdict")}
-
-
-def _dominates(a: dict, b: dict) -> bool:
-    ua, ub = a.get("utility"), b.get("utility")
-    pa, pb = a.get("privacy"), b.get("privacy")
-    if None in (ua, ub, pa, pb):
-        return False
-    return ua >= ub and pa <= pb and (ua > ub or pa < pb)
-
-
-def rank_rows(rows: Sequence[dict]) -> list[dict]:
-    """Rank rows: Pareto fronts on (utility up, advantage down), then fewer fails, then utility."""
-    rows = [dict(r) for r in rows]
-    remaining, front_of = list(range(len(rows))), {}
-    level = 0
-    while remaining:
-        front = [i for i in remaining if not any(_dominates(rows[j], rows[i]) for j in remaining if j != i)]
-        for i in front:
-            front_of[i] = level
-        remaining = [i for i in remaining if i not in front]
-        level += 1
-    order = sorted(range(len(rows)), key=lambda i: (front_of[i], rows[i].get("fails", 0),
-                                                    -(rows[i].get("utility") or 0.0)))
-    out = []
-    for rank, i in enumerate(order, 1):
-        r = rows[i]
-        r["rank"], r["pareto"] = rank, front_of[i] == 0
-        out.append(r)
-    return out
 
 
 def _f(v, d: int = 3) -> str:
@@ -133,8 +105,6 @@ def compare(dirs: Sequence[str | Path], *, out: Optional[str | Path] = None,
     rows = []
     for i, d in enumerate(dirs):
         if _is_sweep(d):  # a sweep: its frontier rows (one per kernel, seeds pooled)
-            from analysis.sweep.frontier import load_frontier
-
             for r in load_frontier(d)["rows"]:
                 pre = f"{labels[i]}:" if labels else ""
                 rows.append({**r, "label": pre + str(r.get("kernel")), "path": str(d)})

@@ -42,7 +42,7 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 
 from owsd.stats import fdr_adjust
-from attacks.metrics import declared_metrics, metric_spec
+from attacks.metrics import metric_spec
 from attacks.registry import available_attacks
 
 log = logging.getLogger(__name__)
@@ -127,11 +127,6 @@ THRESHOLDS: tuple[Threshold, ...] = (
 )
 
 available_attacks()  # the scorers declare their metrics' directions when their families load
-#: metrics where a smaller value means a stronger attack, as their scorers declare them
-#: (:mod:`attacks.metrics`; a result's own ``metric_specs`` come first, see :func:`higher_is_attack`)
-LOWER_IS_ATTACK = frozenset(n for n, s in declared_metrics().items() if not s.higher_is_attack)
-#: the value of a perfect attack, per declared metric (for the normalized attacker advantage)
-PERFECT = {n: s.perfect for n, s in declared_metrics().items() if s.perfect is not None}
 
 
 def _spec(result: dict, metric: str) -> dict:
@@ -368,11 +363,3 @@ def load_report(run_dir: str | Path) -> dict:
     if not isinstance(doc, dict) or doc.get("format") != REPORT_FORMAT:
         raise ValueError(f"{path}: not an owsd audit report")
     return doc
-
-
-# --- report.html (drawn by analysis.report_html) -------------------------------------
-def render_html(report: dict) -> str:
-    """One self-contained page showing the whole report (:func:`analysis.report_html.render_html`)."""
-    from analysis.report_html import render_html as _render
-
-    return _render(report)

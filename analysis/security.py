@@ -43,6 +43,7 @@ from analysis.audit import AuditTarget
 from analysis.report import THRESHOLDS, grade
 from analysis.verdicts import below_chance
 from attacks.registry import get_attack
+from attacks.scoring import ScoringConfig
 from attacks.victim import Victim
 
 log = logging.getLogger(__name__)
@@ -179,13 +180,15 @@ def _target_key(target: Any, seed: Optional[int]) -> tuple:
 
 def run_attack(name: str, target: Any = "default", *, seed: int = 0, key_seed: Optional[int] = 0,
                dataset: str = "digits", data_dir=None, budget: str = "smoke", cloud: Optional[str] = None,
-               verbose: bool = False, **params):
+               verbose: bool = False, scoring: Optional[ScoringConfig] = None, **params):
     """Run one registered attack against ``target`` and return its :class:`~attacks.base.AttackResult`.
 
     ``target``: a :class:`~attacks.victim.Victim` (cut down to the attack's sizes), a preset name (key derived from ``key_seed``),
     a key/spec file, a :class:`~owsd.keys.Key`, or an :class:`~analysis.audit.AuditTarget`.
     Victims are cached per target and data, grown to the largest sizes asked for, and cut
-    down to each attack's own sizes.
+    down to each attack's own sizes.  ``scoring``: the settings of the score's statistics
+    (default: the budget's, :meth:`attacks.scoring.ScoringConfig.for_budget`); ``params`` are
+    the attack's parameters.
     """
     cls = get_attack(name)
     attack = cls(budget=budget, seed=seed, verbose=verbose, **params)
@@ -209,7 +212,7 @@ def run_attack(name: str, target: Any = "default", *, seed: int = 0, key_seed: O
         victim = cached.restrict(**sizes)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return attack(victim)
+        return attack(victim, scoring=scoring if scoring is not None else ScoringConfig.for_budget(budget))
 
 
 try:  # the pytest fixture, for ``pytest_plugins = ("analysis.security",)``

@@ -43,7 +43,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from analysis.report import ALPHA, LOWER_IS_ATTACK, _finite
+from analysis.report import ALPHA, _finite, higher_is_attack
+from attacks.registry import get_attack
 from owsd.stats import fdr_adjust
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,6 @@ def finding_of(entry: dict) -> str:
     if f in ("kernel", "system"):
         return f
     try:
-        from attacks.registry import get_attack
-
         return get_attack(entry.get("attack", "")).finding
     except (ValueError, AttributeError):
         return "kernel"
@@ -98,7 +97,9 @@ def below_chance_pvalue(entry: dict) -> Optional[float]:
     """One-sided p-value that the entry's primary metric lies on the defender's side of chance.
 
     A normal approximation read off the metric's 95% CI (standard error = CI width / 3.92);
-    ``None`` without a primary metric, a chance level or a CI.
+    ``None`` without a primary metric, a chance level or a CI.  Which side is the defender's
+    is the metric's declared direction, as the report reads it
+    (:func:`analysis.report.higher_is_attack`: the entry's ``metric_specs`` first).
     """
     m = entry.get("primary")
     if not m:
@@ -109,8 +110,9 @@ def below_chance_pvalue(entry: dict) -> Optional[float]:
     if v is None or c is None or not ci or _finite(ci[0]) is None or _finite(ci[1]) is None:
         return None
     lo, hi = float(ci[0]), float(ci[1])
-    worse = (v - c) if m in LOWER_IS_ATTACK else (c - v)  # > 0: on the defender's side of chance
-    if (lo > c if m in LOWER_IS_ATTACK else hi < c) and hi - lo <= 0:
+    higher = higher_is_attack(entry, m)
+    worse = (c - v) if higher else (v - c)  # > 0: on the defender's side of chance
+    if (hi < c if higher else lo > c) and hi - lo <= 0:
         return 0.0  # a degenerate interval wholly beyond chance
     se = (hi - lo) / (2 * 1.959964)
     if se <= 0:
@@ -134,7 +136,7 @@ def below_chance(entries: Sequence[dict], *, alpha: float = ALPHA) -> dict[str, 
     for (e, _), qi in zip(graded, q):
         m = e["primary"]
         v, c, (lo, hi) = float(e["metrics"][m]), float(e["chance"][m]), (float(x) for x in e["ci"][m])
-        excludes = lo > c if m in LOWER_IS_ATTACK else hi < c
+        excludes = hi < c if higher_is_attack(e, m) else lo > c
         if qi < alpha and excludes:
             out[e["job"]] = (
                 f"{m} = {v:.3g} [{lo:.3g}, {hi:.3g}] lies below its chance level {c:.3g} (BH-adjusted p "

@@ -48,9 +48,10 @@ from owsd.stats import binomial_pvalue, wilson_interval
 from attacks.budgets import BUDGETS, TABLE, Budget, budget_of
 from attacks.metrics import MetricSpec, declare, higher, metric_spec
 from attacks.params import NoParams, resolve
+from attacks.scoring import ScoringConfig
 from attacks.threat import Requirements, ThreatModel
 from attacks.victim import AttackerView, Victim
-from owsd.io import json_default
+from owsd.io import atomic_write_json, atomic_write_text, json_default, save_npz
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,8 @@ class Score:
         self.specs = {**{m: s for m, s in found.items() if s is not None}, **self.specs}
 
 
-Scorer = Callable[[Any, Victim, AttackerView], Score]
+#: ``scorer(output, victim, view, scoring)``: ``scoring`` is the runner's :class:`ScoringConfig`
+Scorer = Callable[[Any, Victim, AttackerView, ScoringConfig], Score]
 _SCORERS: dict[type, Scorer] = {}
 
 
@@ -131,7 +133,7 @@ declare(accuracy=higher(1.0))
 
 
 @register_scorer(LabelPredictions)
-def _score_labels(out: LabelPredictions, victim: Victim, view: AttackerView) -> Score:
+def _score_labels(out: LabelPredictions, victim: Victim, view: AttackerView, scoring: ScoringConfig) -> Score:
     idx = np.asarray(out.target_indices)
     pred = np.asarray(out.predicted)
     if pred.shape != idx.shape:
@@ -160,7 +162,9 @@ class AttackResult:
     (queries used per oracle: ``scramble``, ``cloud``, ``internal``; :mod:`attacks.oracles`),
     ``known_pairs``, ``device`` and ``threads`` (torch intra-op threads during the run).
     ``finding`` is the attack's declared :data:`FINDINGS` scope.  ``metric_specs``: each
-    declared metric's direction and perfect value (:mod:`attacks.metrics`).  ``provenance``: where and
+    declared metric's direction and perfect value (:mod:`attacks.metrics`).  ``scoring``: the
+    settings of the scorer's statistics the runner chose (:class:`attacks.scoring.ScoringConfig`).
+    ``provenance``: where and
     from what the figures came (:func:`owsd.provenance.record` at the start of the run:
     date, command, machine with its load, versions with the git commit).
     """
@@ -185,6 +189,7 @@ class AttackResult:
     finding: str = "kernel"
     provenance: dict = field(default_factory=dict)
     metric_specs: dict = field(default_factory=dict)
+    scoring: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("per_sample", "raw")}
@@ -193,8 +198,6 @@ class AttackResult:
 
     def save(self, out_dir: str | Path) -> Path:
         """Write ``result.json``, ``per_sample.csv`` and ``raw.npz`` atomically."""
-        from owsd.io import atomic_write_json, atomic_write_text, save_npz
-
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         if self.per_sample:
@@ -331,8 +334,15 @@ class Attack(abc.ABC):
                         f"{victim.dataset} {pool} pool has {have[pool]} (use a larger dataset)")
         return None
 
-    def __call__(self, victim: Victim) -> AttackResult:
-        """Check applicability, run, time and score the attack against ``victim`` (final)."""
+    def __call__(self, victim: Victim, *, scoring: Optional[ScoringConfig] = None) -> AttackResult:
+        """Check applicability, run, time and score the attack against ``victim`` (final).
+
+        ``scoring``: the settings of the score's statistics (resamples, permutation nulls), the
+        runner's choice; ``None`` takes the attack budget's (:meth:`ScoringConfig.for_budget`).
+        """
+        scoring = scoring if scoring is not None else ScoringConfig.for_budget(self.budget)
+        if not isinstance(scoring, ScoringConfig):
+            raise TypeError(f"scoring must be a ScoringConfig, got {type(scoring).__name__}")
         ok, why = self.applicable(victim)
         if not ok:
             raise RequirementError(why)
@@ -348,7 +358,7 @@ class Attack(abc.ABC):
         if not isinstance(output, AttackOutput):
             raise TypeError(f"{self.name}.run returned {type(output).__name__}, not an AttackOutput")
         t1, c1 = time.perf_counter(), time.process_time()
-        score = scorer_for(output)(output, victim, view)
+        score = scorer_for(output)(output, victim, view, scoring)
         scorer_seconds, scorer_cpu = time.perf_counter() - t1, time.process_time() - c1
         missing = sorted(set(score.metrics) - set(score.chance) - {"n"})
         if score.primary is not None and score.primary not in score.chance:
@@ -370,4 +380,4 @@ class Attack(abc.ABC):
                   "threads": torch.get_num_threads()},
             seed=self.seed, target=target, curves=dict(score.curves), per_sample=dict(score.per_sample),
             raw=output.raw(), finding=self.finding, provenance=prov,
-            metric_specs={m: s.to_dict() for m, s in score.specs.items()})
+            metric_specs={m: s.to_dict() for m, s in score.specs.items()}, scoring=scoring.to_dict())

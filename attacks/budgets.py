@@ -6,6 +6,8 @@ parameter dataclass (:mod:`attacks.params`), the victim sizes it needs (``n_priv
 ``n_public``, ``n_heldout``; an attack may compute more from its parameters), and the other
 configurations the audit runs beside the main one (``variants``, parameter overrides; the
 audit runs them at ``standard`` and ``full``, the leakage suite at every budget).  The
+settings of the scorers' statistics per budget (:data:`SCORING`) are not attack parameters:
+the runner passes them (:mod:`attacks.scoring`).  The
 table is checked when an attack registers (:func:`check_budget`): unknown attacks, budgets,
 sizes or parameters, and parameter values their dataclass rejects, fail at import.
 
@@ -145,22 +147,21 @@ _PROBE = {"smoke": {"source": "scrambled", "n_labelled": 50, "k": 32},
           "full": {"source": "scrambled", "n_labelled": 200, "k": 128}}
 _DISTINGUISH = {"smoke": {"k": 16, "n_challenge": 100}, "standard": {"k": 32, "n_challenge": 200},
                 "full": {"k": 64, "n_challenge": 250}}
-_MEMBERSHIP = {"smoke": {"n_known": 200, "n_boot": 200}, "standard": {"n_known": 600, "n_boot": 500},
-               "full": {"n_known": 1000, "n_boot": 1000}}
+_MEMBERSHIP = {"smoke": {"n_known": 200}, "standard": {"n_known": 600}, "full": {"n_known": 1000}}
 _SHADOWS = {"smoke": 8, "standard": 16, "full": 32}
 
 LEAKAGE = {
     "leak-label-probe": _table(_PROBE, LEAKAGE_VICTIM_SIZES, _OUTPUTS),
     "leak-label-mlp": _table(_PROBE, LEAKAGE_VICTIM_SIZES, _OUTPUTS),
     "leak-clustering": _table(
-        {"smoke": {"source": "outputs", "n_clusters": 10, "k": 16, "n_init": 4, "n_perm": 200},
-         "standard": {"source": "outputs", "n_clusters": 10, "k": 32, "n_init": 10, "n_perm": 1000},
-         "full": {"source": "outputs", "n_clusters": 10, "k": 32, "n_init": 20, "n_perm": 2000}},
+        {"smoke": {"source": "outputs", "n_clusters": 10, "k": 16, "n_init": 4},
+         "standard": {"source": "outputs", "n_clusters": 10, "k": 32, "n_init": 10},
+         "full": {"source": "outputs", "n_clusters": 10, "k": 32, "n_init": 20}},
         LEAKAGE_VICTIM_SIZES, ({"source": "scrambled"},)),
     "leak-distance-mantel": _table(
-        {"smoke": {"source": "scrambled", "n_pairs_items": 100, "n_perm": 499, "n_boot": 100},
-         "standard": {"source": "scrambled", "n_pairs_items": 200, "n_perm": 999, "n_boot": 200},
-         "full": {"source": "scrambled", "n_pairs_items": 400, "n_perm": 1999, "n_boot": 500}},
+        {"smoke": {"source": "scrambled", "n_pairs_items": 100},
+         "standard": {"source": "scrambled", "n_pairs_items": 200},
+         "full": {"source": "scrambled", "n_pairs_items": 400}},
         LEAKAGE_VICTIM_SIZES, _OUTPUTS),
     "leak-near-duplicate": _table(
         {"smoke": {"source": "scrambled", "n_resend": 60, "n_new": 60},
@@ -176,11 +177,22 @@ LEAKAGE = {
     "leak-membership-shadow": _table({b: {**_MEMBERSHIP[b], "n_shadow": _SHADOWS[b]} for b in BUDGETS},
                                      LEAKAGE_VICTIM_SIZES),
     "leak-mutual-info": _table(
-        {"smoke": {"source": "scrambled", "k": 8, "n_perm": 50, "n_neighbors": 3, "n_coords": 4},
-         "standard": {"source": "scrambled", "k": 8, "n_perm": 200, "n_neighbors": 3, "n_coords": 8},
-         "full": {"source": "scrambled", "k": 16, "n_perm": 500, "n_neighbors": 3, "n_coords": 16}},
+        {"smoke": {"source": "scrambled", "k": 8}, "standard": {"source": "scrambled", "k": 8},
+         "full": {"source": "scrambled", "k": 16}},
         LEAKAGE_VICTIM_SIZES, _OUTPUTS),
 }
+
+# --- scoring (chosen by the runner: attacks/scoring.py) ------------------------------------
+#: the budget-dependent settings of the scorers' statistics (:class:`attacks.scoring.ScoringConfig`;
+#: its other fields have one default for every budget).  Not attack parameters: the runner
+#: passes them to :meth:`attacks.base.Attack.__call__`.
+SCORING: dict[str, dict] = {
+    "smoke": {"cluster_permutations": 200, "mantel_permutations": 499, "mantel_bootstrap": 100,
+              "tpr_bootstrap": 200, "mi_permutations": 50, "mi_coords": 4},
+    "standard": {"cluster_permutations": 1000, "mantel_permutations": 999, "mantel_bootstrap": 200,
+                 "tpr_bootstrap": 500, "mi_permutations": 200, "mi_coords": 8},
+    "full": {"cluster_permutations": 2000, "mantel_permutations": 1999, "mantel_bootstrap": 500,
+             "tpr_bootstrap": 1000, "mi_permutations": 500, "mi_coords": 16}}
 
 #: THE table
 TABLE: dict[str, dict[str, Budget]] = {**KEY_ESTIMATION, **INVERSION, **STRUCTURE, **LEAKAGE}

@@ -29,6 +29,7 @@ from owsd.keys import Key, SECRET_BYTES
 from owsd.presets import get_preset
 from owsd.scrambler import Scrambler
 from owsd.spec import ScramblerSpec
+from owsd.validation import as_image_batch
 
 
 def _to_rgb(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -65,8 +66,6 @@ class FreshKeyChannel(Channel):
         self._rng = np.random.default_rng(seed)
 
     def embed(self, images) -> np.ndarray:
-        from owsd.validation import as_image_batch
-
         x = as_image_batch(images)
         return self.encoder.encode(x.reshape(len(x), -1).numpy())
 

@@ -31,7 +31,8 @@ from attacks.oracles import BudgetExceededError, ScrambleOracle  # noqa: F401  (
 from attacks.oracles import CloudOracle, QueryMeter, meters_for, usage
 from attacks.threat import ThreatModel
 from owsd.channel import Channel, OwsdChannel
-from owsd.cloud import Cloud, make_cloud
+from owsd.cloud import Cloud
+from owsd.cloud_sources import open_cloud
 from owsd.data import ImageDataset, load_splits
 from owsd.encoder import Encoder, make_encoder
 from owsd.keys import Key, generate_key
@@ -128,7 +129,7 @@ class Victim:
         encoder is fitted on the private images plus the victim's other training images, at
         most ``n_fit`` in all (the public pool is never used).
         ``channel`` replaces the OWSD scheme by any other channel (controls, other schemes).
-        ``cloud`` is a cloud name or source (:func:`owsd.cloud.make_cloud`) or an already built
+        ``cloud`` is a cloud name or source (:func:`owsd.cloud_sources.open_cloud`) or an already built
         :class:`~owsd.cloud.Cloud` (shared).  ``dataset`` is a built-in name or a path to your own
         data (:func:`owsd.data.load_splits`); ``image_size`` resizes its images.
         """
@@ -151,7 +152,7 @@ class Victim:
             enc = make_encoder(encoder, key.spec.embedding_dim).fit(fit_on)
             channel = OwsdChannel(key, enc, device=device)
         return cls(dataset=str(dataset), channel=channel, private=private, public=public, heldout=heldout,
-                   cloud=(make_cloud(cloud) if isinstance(cloud, str) else cloud) if cloud else None)
+                   cloud=(open_cloud(cloud) if isinstance(cloud, str) else cloud) if cloud else None)
 
     # --- cached ground truth ---------------------------------------------------------
     def private_embeddings(self) -> np.ndarray:

@@ -19,35 +19,33 @@ import os
 import stat
 from pathlib import Path
 
+# The checkers that need the data and cloud modules import them inside, for start-up speed (every
+# command's parser uses this module; owsd.cloud imports torch).
+
 #: largest count accepted on the command line (images, epochs, batch sizes, seeds' magnitude)
 MAX_COUNT = 2 ** 31 - 1
 MAX_SEED = 2 ** 63 - 1
 
 
-def _int(text: str, *, what: str) -> int:
+def _int_in(text: str, lo: int, hi: int, *, what: str) -> int:
+    """A base-10 integer in ``[lo, hi]``; ``what`` names it in the error (``a positive integer``)."""
     try:
         v = int(str(text).strip(), 10)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if not lo <= v <= hi:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {v}" if v < lo else f"must be at most {hi}, got {v}")
     return v
 
 
 def positive_int(text: str) -> int:
     """An integer in ``[1, MAX_COUNT]`` (counts, epochs, batch sizes, threads)."""
-    v = _int(text, what="a positive integer")
-    if not 1 <= v <= MAX_COUNT:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {v}" if v < 1 else
-                                         f"must be at most {MAX_COUNT}, got {v}")
-    return v
+    return _int_in(text, 1, MAX_COUNT, what="a positive integer")
 
 
 def nonnegative_int(text: str) -> int:
     """An integer in ``[0, MAX_SEED]`` (seeds)."""
-    v = _int(text, what="a non-negative integer")
-    if not 0 <= v <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {v}" if v < 0 else
-                                         f"must be at most {MAX_SEED}, got {v}")
-    return v
+    return _int_in(text, 0, MAX_SEED, what="a non-negative integer")
 
 
 def int_list(text: str) -> tuple[int, ...]:

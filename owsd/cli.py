@@ -26,6 +26,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+# Imports of the project's modules sit inside the functions, for start-up speed: `owsd` builds every
+# command's parser at start (entry points), and the modules a command runs (torch, the attacks) load
+# only when it runs.
 from owsd import argtypes
 from owsd import threads as owsd_threads
 from owsd.errors import EXIT_INTERRUPTED, EXIT_USAGE, OneLineArgumentParser, UsageError, one_line_warnings, run_command

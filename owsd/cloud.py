@@ -9,8 +9,8 @@ output vector per image (probabilities, as a cloud API would).  Implementations:
   exported to ONNX once and cached;
 * :class:`TinyCloud` is a small fixed random CNN with 1,000 outputs, for tests.
 
-* your own model, :func:`make_cloud` on a source (:mod:`owsd.cloud_sources`: ``PATH.onnx``,
-  ``MODULE:CALLABLE``, a KServe V2 URL).
+Your own model (``PATH.onnx``, ``MODULE:CALLABLE``, a KServe V2 URL) is opened by
+:func:`owsd.cloud_sources.open_cloud`, which also builds these by name (:func:`make_cloud`).
 
 Every cloud has a :attr:`Cloud.digest` (a hash of the model itself: the output cache's key),
 counts the images it answers (``queries``) and says whether it returns logits or probabilities.
@@ -339,21 +339,18 @@ def efficientnet_lite0(*, backend: str = "onnx", cache_dir: Optional[Path] = Non
 
 
 def make_cloud(name: str, **kwargs) -> Cloud:
-    """Build a cloud: ``efficientnet-lite0`` (ONNX), ``tiny``, or any source :func:`owsd.cloud_sources.open_cloud` opens.
+    """Build a built-in cloud by name: ``efficientnet-lite0`` (ONNX) or ``tiny``.
 
-    A source is a ``PATH.onnx``, ``MODULE:CALLABLE`` or ``http://HOST:PORT/v2/models/NAME``;
-    ``kwargs`` go to the cloud's constructor (or to :func:`~owsd.cloud_sources.open_cloud`).
+    ``kwargs`` go to the cloud's constructor.  A model of your own (``PATH.onnx``,
+    ``MODULE:CALLABLE``, ``http://HOST:PORT/v2/models/NAME``) is opened by
+    :func:`owsd.cloud_sources.open_cloud`, which takes these names too.
     """
     if name == "efficientnet-lite0":
         return efficientnet_lite0(**kwargs)
     if name == "tiny":
         return TinyCloud(**kwargs)
-    from owsd.cloud_sources import is_cloud_source, open_cloud
-
-    if isinstance(name, str) and is_cloud_source(name):
-        return open_cloud(name, **kwargs)
-    raise ValueError(f"unknown cloud {name!r}; expected one of {CLOUD_NAMES}, a PATH.onnx, MODULE:CALLABLE "
-                     "or http://HOST:PORT/v2/models/NAME")
+    raise ValueError(f"unknown built-in cloud {name!r}; expected one of {CLOUD_NAMES} (a PATH.onnx, "
+                     "MODULE:CALLABLE or http://HOST:PORT/v2/models/NAME: owsd.cloud_sources.open_cloud)")
 
 
 class ResizedCloud(Cloud):

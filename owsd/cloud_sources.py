@@ -34,6 +34,7 @@ import torch.nn as nn
 
 from owsd.cloud import CLOUD_NAMES, Cloud, OnnxCloud, TorchCloud, make_cloud, sha256_file
 from owsd.cloud_interface import CloudInterface, load_interface
+from owsd.kserve import KServeCloud
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,6 @@ def open_cloud(source: str | Path, *, config: Optional[str | Path] = None, threa
         return make_cloud(source, **({"threads": threads} if source == "efficientnet-lite0" and threads else {}),
                           **({"device": device} if source == "tiny" else {}))
     if source.startswith(("http://", "https://")):
-        from owsd.kserve import KServeCloud
-
         ci = load_interface(None, config=config, **iface)
         return KServeCloud(source, interface=ci, **http)
     if source.lower().endswith(".onnx"):

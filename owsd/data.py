@@ -10,8 +10,8 @@
 * your own data, named by its path instead of a name (:mod:`owsd.userdata`): a folder in
   the ImageFolder layout or an ``.npz`` of ``x``, ``y`` (:func:`load` on a path).
 
-Every loader returns an :class:`ImageDataset` with ``uint8`` images ``(N, C, H, W)``.
-Corrupt or truncated files raise :class:`DataFormatError` naming the file and the problem.
+Every loader returns an :class:`~owsd.imageset.ImageDataset` with ``uint8`` images ``(N, C, H, W)``.
+Corrupt or truncated files raise :class:`~owsd.imageset.DataFormatError` naming the file and the problem.
 Sizes are checked before allocation: an IDX header's claimed size (exact integers) and a
 gzip stream's decompressed size against :func:`owsd.npyfile.max_array_bytes`, an image's
 pixel count (:data:`MAX_IMAGE_PIXELS`) before it is decoded, a tarball member's size.
@@ -33,14 +33,16 @@ import re
 import struct
 import tarfile
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
+# DataFormatError and ImageDataset are also imported from here (their home before owsd.imageset)
+from owsd.imageset import MAX_IMAGE_PIXELS, MAX_MEMBER_BYTES, DataFormatError, ImageDataset, image_file_bytes
 from owsd.io import load_npz, save_npz
 from owsd.npyfile import max_array_bytes
+from owsd.userdata import load_labelled_splits, resize_images
 
 log = logging.getLogger(__name__)
 
@@ -49,56 +51,6 @@ DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "mnist-5k",
             "samples-imagenet")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-MAX_IMAGE_PIXELS = 1 << 26  # per decoded image (far above ImageNet's)
-MAX_MEMBER_BYTES = 64 << 20  # per image file inside a tarball
-
-
-class DataFormatError(ValueError):
-    """A data file is missing a part, truncated, or not in the expected format."""
-
-    def __init__(self, path: Path | str, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path, self.problem = str(path), problem
-
-
-@dataclass
-class ImageDataset:
-    """Images ``(N, C, H, W)`` uint8 with integer labels."""
-
-    name: str
-    images: np.ndarray
-    labels: np.ndarray
-    num_classes: int
-
-    def __post_init__(self) -> None:
-        if self.images.ndim != 4 or self.images.dtype != np.uint8:
-            raise ValueError(f"{self.name}: images must be uint8 (N, C, H, W), got {self.images.dtype} {self.images.shape}")
-        if len(self.images) != len(self.labels):
-            raise ValueError(f"{self.name}: {len(self.images)} images but {len(self.labels)} labels")
-        self.labels = self.labels.astype(np.int64)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def subset(self, n: Optional[int], *, rng: Optional[np.random.Generator] = None) -> "ImageDataset":
-        """The first ``n`` items (or a random ``n`` with ``rng``); all when ``n`` is None."""
-        if n is None or n >= len(self):
-            return self
-        if n < 1:
-            raise ValueError(f"subset size must be positive, got {n}")
-        idx = np.sort(rng.choice(len(self), n, replace=False)) if rng is not None else np.arange(n)
-        return ImageDataset(self.name, self.images[idx], self.labels[idx], self.num_classes)
-
-    def flat(self) -> np.ndarray:
-        """Images as float32 ``(N, C*H*W)`` in ``[0, 1]``."""
-        return self.images.reshape(len(self), -1).astype(np.float32) / 255.0
-
-    def digest(self) -> str:
-        """Content hash (for cache keys)."""
-        h = hashlib.sha256(self.name.encode())
-        h.update(np.ascontiguousarray(self.images).tobytes())
-        h.update(self.labels.tobytes())
-        return h.hexdigest()[:16]
 
 
 # --- IDX (MNIST, Fashion-MNIST) -------------------------------------------------------
@@ -257,13 +209,13 @@ def load_cifar10(data_dir: str | Path, split: str, *, cache_dir: Optional[Path] 
     if trees:
         root = trees[0]
         files = sorted((root / split).glob("*/*.jpg"))
-        return _cifar_from_members(((str(p.relative_to(root)), (lambda p=p: _image_file_bytes(p))) for p in files),
+        return _cifar_from_members(((str(p.relative_to(root)), (lambda p=p: image_file_bytes(p))) for p in files),
                                    str(root), split)
     if not tars:
         raise FileNotFoundError(f"CIFAR-10 not found in {data_dir} (expected CIFAR-10-images/ or "
                                 "cifar10-jpeg/cifar10-jpeg-q75.tar.gz)")
     tar_path = tars[0]
-    from owsd.cloud import default_cache_dir
+    from owsd.cloud import default_cache_dir  # local for start-up speed: owsd.cloud imports torch
 
     st = tar_path.stat()
     tag = hashlib.sha256(f"{tar_path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{split}".encode()).hexdigest()[:16]
@@ -282,15 +234,6 @@ def load_cifar10(data_dir: str | Path, split: str, *, cache_dir: Optional[Path] 
         raise DataFormatError(tar_path, f"corrupt or truncated tar.gz ({exc})") from exc
     save_npz(cache, images=ds.images, labels=ds.labels)
     return ds
-
-
-def _image_file_bytes(p: Path) -> bytes:
-    """The bytes of one image file (a regular file of at most :data:`MAX_MEMBER_BYTES`)."""
-    if not p.is_file():
-        raise DataFormatError(p, "not a regular file")
-    if p.stat().st_size > MAX_MEMBER_BYTES:
-        raise DataFormatError(p, f"{p.stat().st_size:,} bytes, larger than any image ({MAX_MEMBER_BYTES:,}-byte limit)")
-    return p.read_bytes()
 
 
 def _member_bytes(tf: tarfile.TarFile, m: tarfile.TarInfo, tar_path: Path) -> bytes:
@@ -323,7 +266,7 @@ def load_foolbox_samples(data_dir: str | Path, which: str) -> ImageDataset:
     grey = prefix in ("mnist", "fashionMNIST")
     imgs = []
     for p in files:
-        arr = _decode_image(_image_file_bytes(p), str(p))
+        arr = _decode_image(image_file_bytes(p), str(p))
         if prefix == "imagenet":  # the ImageNet samples come in several sizes
             arr = _center_crop_resize(arr, 224)
         imgs.append(arr[..., :1] if grey else arr)
@@ -424,8 +367,6 @@ def load_splits(name: str | Path, data_dir: Optional[str | Path] = None, *,
         if data_dir is not None:
             raise ValueError(f"--data-dir {data_dir}: not used with --dataset {name} (a path names the data "
                              "itself); --data-dir is for the built-in datasets")
-        from owsd.userdata import load_labelled_splits
-
         train, test = load_labelled_splits(name, image_size=image_size)
         if test is None:
             train, test = _split_fixed(train)
@@ -450,8 +391,6 @@ def load_splits(name: str | Path, data_dir: Optional[str | Path] = None, *,
         splits = _split_fixed(load_foolbox_samples(data_dir, name), test_fraction=0.5)
     if image_size is None:
         return splits
-    from owsd.userdata import resize_images
-
     return tuple(ImageDataset(d.name, resize_images(d.images, int(image_size)), d.labels, d.num_classes)
                  for d in splits)
 

@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from owsd.encoder_check import check_arrays, read_header
 from owsd.io import load_npz, save_npz
 from owsd.validation import as_matrix
 
@@ -84,12 +85,12 @@ class Encoder:
     @staticmethod
     def load(path: str | Path) -> "Encoder":
         """Load any saved encoder; unreadable, foreign or inconsistent files fail with one ``ValueError``."""
-        from owsd.encoder_check import check_arrays, read_header
-
         z = load_npz(Path(path))
         header = read_header(z, source=str(path), format_=ENCODER_FORMAT)
         cls = {"pca": PCAEncoder, "autoencoder": AutoEncoder}[header["kind"]]
-        check_arrays(header, z, source=str(path))
+        shapes = _AE.parameter_shapes(header["input_dim"], header["dim"], tuple(header["hidden"])) \
+            if header["kind"] == "autoencoder" else None
+        check_arrays(header, z, source=str(path), parameter_shapes=shapes)
         try:
             enc = cls._from_arrays(header, z)
         except (RuntimeError, KeyError, TypeError) as exc:  # a state dict that does not fit the network
@@ -151,6 +152,13 @@ class _AE(nn.Module):
             d = h
         dec += [nn.Linear(d, input_dim), nn.Sigmoid()]
         self.encoder, self.decoder = nn.Sequential(*enc), nn.Sequential(*dec)
+
+    @staticmethod
+    def parameter_shapes(input_dim: int, dim: int, hidden: tuple[int, ...]) -> dict[str, tuple]:
+        """``{state-dict name: shape}`` of the network (built on the ``meta`` device: nothing allocated)."""
+        with torch.device("meta"):
+            net = _AE(input_dim, dim, hidden)
+        return {k: tuple(v.shape) for k, v in net.state_dict().items()}
 
 
 class AutoEncoder(Encoder):

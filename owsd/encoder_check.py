@@ -3,8 +3,9 @@
 An encoder file comes from the user (``owsd scramble --encoder FILE``), so every field is
 verified against what the encoder kind needs before a network is built: dimensions within
 :data:`ENCODER_LIMITS`, each array of the right shape and a finite float dtype, an
-autoencoder's parameters matching its layer sizes (compared on the ``meta`` device: nothing
-is allocated).  Every failure is one ``ValueError`` naming the file and the field.
+autoencoder's parameters matching its layer sizes (which :mod:`owsd.encoder` computes on the
+``meta`` device: nothing is allocated).  Every failure is one ``ValueError`` naming the file
+and the field.
 
 Example:
     >>> import numpy as np, json
@@ -15,7 +16,11 @@ Example:
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
+
+from owsd.safejson import loads
 
 ENCODER_LIMITS = {"dim": 1 << 20, "input_dim": 1 << 24, "hidden_layers": 8, "width": 1 << 16,
                   "parameters": 1 << 27}
@@ -32,8 +37,6 @@ def _pos_int(header: dict, name: str, limit: int, source: str) -> int:
 
 def read_header(z: dict, *, source: str, format_: str) -> dict:
     """The JSON header stored as uint8 bytes in the ``header`` array, checked field by field."""
-    from owsd.safejson import loads
-
     raw = z.pop("header", None)
     if not isinstance(raw, np.ndarray) or raw.dtype != np.uint8 or raw.ndim != 1 or raw.size > 1 << 16:
         raise ValueError(f"{source}: not an owsd encoder file (no valid header)")
@@ -77,8 +80,12 @@ def _array(z: dict, name: str, shape: tuple, source: str) -> np.ndarray:
     return a
 
 
-def check_arrays(header: dict, z: dict, *, source: str) -> None:
-    """Every array the encoder kind needs, with the shape its header implies."""
+def check_arrays(header: dict, z: dict, *, source: str, parameter_shapes: Optional[dict] = None) -> None:
+    """Every array the encoder kind needs, with the shape its header implies.
+
+    ``parameter_shapes``: for an autoencoder, ``{name: shape}`` of its network's parameters
+    (from :mod:`owsd.encoder`, which builds the network; this module imports no network).
+    """
     dim, input_dim = header["dim"], header["input_dim"]
     _array(z, "code_mean", (dim,), source)
     if (_array(z, "code_std", (dim,), source) <= 0).any():
@@ -87,13 +94,9 @@ def check_arrays(header: dict, z: dict, *, source: str) -> None:
         _array(z, "mean", (input_dim,), source)
         _array(z, "components", (dim, input_dim), source)
         return
-    import torch
-
-    from owsd.encoder import _AE
-
-    with torch.device("meta"):
-        net = _AE(input_dim, dim, tuple(header["hidden"]))
-    want = {f"param.{k}": tuple(v.shape) for k, v in net.state_dict().items()}
+    if parameter_shapes is None:
+        raise TypeError("check_arrays: an autoencoder needs its parameter_shapes")
+    want = {f"param.{k}": tuple(v) for k, v in parameter_shapes.items()}
     have = {k for k in z if k.startswith("param.")}
     if have != set(want):
         missing, extra = sorted(set(want) - have), sorted(have - set(want))

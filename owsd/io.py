@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from owsd.npyfile import read_npz
+
 
 def atomic_write_bytes(path: Path, data: bytes, *, mode: int | None = None) -> None:
     """Write ``data`` to ``path`` atomically (temp file in the same folder, then rename)."""
@@ -69,6 +71,4 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
 
     Raises :class:`owsd.npyfile.ArrayFileError` (a ``ValueError``) naming the file and the problem.
     """
-    from owsd.npyfile import read_npz
-
     return read_npz(Path(path))

@@ -42,6 +42,8 @@ from typing import Optional
 import numpy as np
 import torch
 
+from owsd.io import atomic_write_text
+from owsd.safejson import loads, read_text
 from owsd.spec import ScramblerSpec, SpecError
 
 log = logging.getLogger(__name__)
@@ -160,8 +162,6 @@ class Key:
 
     def save(self, path: str | Path) -> Path:
         """Write the key file atomically with owner-only permissions (0600)."""
-        from owsd.io import atomic_write_text
-
         path = Path(path)
         atomic_write_text(path, self.to_json(), mode=0o600)
         log.info("wrote key %s to %s", self.fingerprint, path)
@@ -170,8 +170,6 @@ class Key:
     @classmethod
     def from_json(cls, text: str, *, source: str = "<string>",
                   expected_spec: Optional[ScramblerSpec] = None) -> "Key":
-        from owsd.safejson import loads
-
         if len(text) > MAX_KEY_BYTES:
             raise KeyFileError(f"{source}: {len(text):,} characters, larger than any key file")
         try:
@@ -224,8 +222,6 @@ class Key:
     @classmethod
     def load(cls, path: str | Path, *, expected_spec: Optional[ScramblerSpec] = None) -> "Key":
         """Read and verify a key file; corrupt files and spec mismatches fail clearly."""
-        from owsd.safejson import read_text
-
         path = Path(path)
         text = read_text(path, max_bytes=MAX_KEY_BYTES, what="key file", error=KeyFileError)
         return cls.from_json(text, source=str(path), expected_spec=expected_spec)

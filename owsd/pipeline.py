@@ -99,8 +99,12 @@ def resolve_key(cfg: RunConfig) -> Key:
 
 
 def scramble_and_query(scrambler: Scrambler, cloud: Cloud, embeddings: np.ndarray, *,
-                       batch_size: int = 64, transmit_format: str = "float32") -> tuple[np.ndarray, float, float]:
-    """Scramble ``embeddings`` batch by batch and send each batch to the cloud (float32 images).
+                       batch_size: int = 64, transmit_format: str = "float32",
+                       out_dtype: torch.dtype = torch.float32) -> tuple[np.ndarray, float, float]:
+    """Scramble ``embeddings`` batch by batch and send each batch to the cloud.
+
+    The scrambler writes ``out_dtype`` images (float32; ``torch.uint8``: 8-bit images, as a
+    client that sends bytes does), then ``transmit_format`` applies (:func:`owsd.transmission.transmit`).
 
     Returns ``(probabilities (N, K), scramble seconds, cloud seconds)``.  Cached and uncached
     measurements both scramble this way, with a fresh scrambler per split, so they agree to the
@@ -112,7 +116,7 @@ def scramble_and_query(scrambler: Scrambler, cloud: Cloud, embeddings: np.ndarra
     for s in range(0, len(embeddings), batch_size):
         t0 = time.perf_counter()
         with torch.no_grad():
-            img = scrambler(torch.from_numpy(embeddings[s:s + batch_size]).to(scrambler.device))
+            img = scrambler(torch.from_numpy(embeddings[s:s + batch_size]).to(scrambler.device), out_dtype=out_dtype)
         t1 = time.perf_counter()
         probs.append(cloud.predict(transmit(img.cpu(), transmit_format), batch_size=batch_size, verbose=False))
         t_s += t1 - t0
@@ -130,8 +134,8 @@ class CloudOutputCache:
         return self.dir / f"chunk_{start:08d}.npz"
 
     def query(self, scrambler: Scrambler, cloud: Cloud, embeddings: np.ndarray, *,
-              batch_size: int = 64, verbose: bool = True,
-              transmit_format: str = "float32") -> tuple[np.ndarray, dict[str, float]]:
+              batch_size: int = 64, verbose: bool = True, transmit_format: str = "float32",
+              out_dtype: torch.dtype = torch.float32) -> tuple[np.ndarray, dict[str, float]]:
         """Outputs for all embeddings; chunks already on disk are read, not recomputed."""
         n = len(embeddings)
         parts, secs = [], {"scramble": 0.0, "cloud": 0.0}
@@ -152,7 +156,7 @@ class CloudOutputCache:
                 except (ValueError, KeyError):
                     log.warning("recomputing unreadable cache chunk %s", path)
             p, t_s, t_c = scramble_and_query(scrambler, cloud, embeddings[start:stop], batch_size=batch_size,
-                                             transmit_format=transmit_format)
+                                             transmit_format=transmit_format, out_dtype=out_dtype)
             save_npz(path, probs=p, scramble_s=np.float64(t_s), cloud_s=np.float64(t_c))
             parts.append(p)
             secs["scramble"] += t_s
@@ -163,8 +167,9 @@ class CloudOutputCache:
 
 
 def cache_tag(split: str, ds: ImageDataset, enc: Encoder, key: Key, cloud: Cloud,
-              transmit_format: str = "float32") -> str:
-    """Directory name of a split's cached cloud outputs: dataset content, encoder, key fingerprint, cloud.
+              transmit_format: str = "float32", out_dtype: torch.dtype = torch.float32) -> str:
+    """Directory name of a split's cached cloud outputs: dataset content, encoder, key fingerprint, cloud,
+    and how the images are sent (scrambler output dtype, transmission format) when not float32.
 
     The cloud enters by :attr:`~owsd.cloud.Cloud.digest`, a hash of the model itself (weights,
     file bytes, or endpoint and reported version), never by its name alone.
@@ -172,6 +177,8 @@ def cache_tag(split: str, ds: ImageDataset, enc: Encoder, key: Key, cloud: Cloud
     raw = f"{ds.name}|{split}|{ds.digest()}|{enc.digest()}|{key.fingerprint}|{cloud.digest}|{cloud.num_outputs}"
     if transmit_format != "float32":
         raw += f"|{transmit_format}"
+    if out_dtype != torch.float32:
+        raw += f"|{out_dtype}"
     safe = lambda t: re.sub(r"[^A-Za-z0-9._-]", "_", t)[:40]  # noqa: E731 - names of user data and models
     return f"{safe(ds.name)}-{split}-{key.fingerprint}-{safe(cloud.name)}-" + hashlib.sha256(raw.encode()).hexdigest()[:12]
 
@@ -179,21 +186,24 @@ def cache_tag(split: str, ds: ImageDataset, enc: Encoder, key: Key, cloud: Cloud
 def cloud_outputs(split: str, ds: ImageDataset, encoder: Encoder, key: Key, cloud: Cloud, *,
                   embeddings: Optional[np.ndarray] = None, cache_dir: Optional[str | Path] = None,
                   device: str = "cpu", batch_size: int = 64, verbose: bool = True,
-                  transmit_format: str = "float32") -> tuple[np.ndarray, dict[str, float]]:
+                  transmit_format: str = "float32",
+                  out_dtype: torch.dtype = torch.float32) -> tuple[np.ndarray, dict[str, float]]:
     """The cloud's outputs for a split's scrambled embeddings, through the on-disk cache.
 
     Returns ``(probabilities (N, K), seconds {"scramble", "cloud"})``; the seconds of cached
     chunks are those recorded when they were computed.  ``embeddings`` defaults to
-    ``encoder.encode(ds.flat())``.
+    ``encoder.encode(ds.flat())``.  ``out_dtype``: the scrambled images' dtype as the client
+    sends them (``torch.uint8``: bytes, as ``owsd bench --transmit uint8``); ``owsd run``, the
+    audit and the benchmark all read their cached outputs here.
     """
     root = Path(cache_dir) if cache_dir else default_cache_dir()
     e = encoder.encode(ds.flat()) if embeddings is None else embeddings
     if len(e) != len(ds):
         raise ValueError(f"{len(e)} embeddings for the {len(ds)} images of {ds.name!r} {split}: "
                          "outputs would be cached under the wrong tag")
-    return CloudOutputCache(root, cache_tag(split, ds, encoder, key, cloud, transmit_format)).query(
+    return CloudOutputCache(root, cache_tag(split, ds, encoder, key, cloud, transmit_format, out_dtype)).query(
         Scrambler(key, device=device), cloud, e, batch_size=batch_size, verbose=verbose,
-        transmit_format=transmit_format)
+        transmit_format=transmit_format, out_dtype=out_dtype)
 
 
 @dataclass(frozen=True)

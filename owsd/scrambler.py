@@ -51,7 +51,7 @@ def _check_batch_size(batch_size: int) -> int:
 
 def _fused_scramble():
     """The fastest available fused implementation (``owsd.ops``), else the reference."""
-    try:
+    try:  # local: the compiled front is optional (built on first use)
         from owsd.ops import fused_scramble
         return fused_scramble
     except ImportError:  # ops package without a compiled front (reference only)

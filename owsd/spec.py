@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from owsd.io import atomic_write_text
 from owsd.ops.reference import ACTIVATIONS, NORMALIZATIONS
+from owsd.safejson import loads, read_text
 
 CARRIERS = ("none", "key", "texture")
 """Offset an image is built around: ``none`` (mid-grey 0.5) or ``key`` (a smooth key-derived image)."""
@@ -260,20 +262,14 @@ class ScramblerSpec:
 
     @classmethod
     def from_json(cls, text: str, *, source: str = "spec") -> "ScramblerSpec":
-        from owsd.safejson import loads
-
         return cls.from_dict(loads(text, source=source, error=SpecError))
 
     def save(self, path: str | Path) -> None:
-        from owsd.io import atomic_write_text
-
         atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> "ScramblerSpec":
         """Read a spec file (at most :data:`MAX_SPEC_BYTES`); every problem is a :class:`SpecError`."""
-        from owsd.safejson import read_text
-
         path = Path(path)
         text = read_text(path, max_bytes=MAX_SPEC_BYTES, what="spec file", error=SpecError)
         try:

@@ -10,7 +10,7 @@
 * :func:`resize_images` resizes a uint8 batch ``(N, C, H, W)``.
 
 Bad input (no class folders, one class, an unreadable image, mixed sizes without
-``image_size``, labels that do not match) raises :class:`owsd.data.DataFormatError` naming
+``image_size``, labels that do not match) raises :class:`owsd.imageset.DataFormatError` naming
 the path and the problem.
 
 Example:
@@ -26,13 +26,14 @@ Example:
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from owsd.data import DataFormatError, ImageDataset, MAX_IMAGE_PIXELS, _image_file_bytes
+from owsd.imageset import MAX_IMAGE_PIXELS, DataFormatError, ImageDataset, image_file_bytes
 from owsd.npyfile import read_array, read_npz
 
 log = logging.getLogger(__name__)
@@ -45,11 +46,9 @@ _GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F", "P;grey"})
 
 def _decode(path: Path) -> np.ndarray:
     """``(H, W, 1)`` for a grey image, ``(H, W, 3)`` for a colour one (alpha dropped)."""
-    import io
-
     from PIL import Image
 
-    blob = _image_file_bytes(path)
+    blob = image_file_bytes(path)
     try:
         with Image.open(io.BytesIO(blob)) as im:
             w, h = im.size

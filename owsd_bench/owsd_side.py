@@ -2,7 +2,7 @@
 
 :func:`setup_owsd` draws the (seeded, experiment) key of a preset, fits the PCA encoder and
 trains the internal models on cloud outputs cached on disk
-(:class:`owsd.pipeline.CloudOutputCache`); :func:`owsd_round` times the client (encode,
+(:func:`owsd.pipeline.cloud_outputs`, as ``owsd run``); :func:`owsd_round` times the client (encode,
 scramble to what is sent, internal model) and each cloud, on the scrambled and on the plain
 image; :func:`owsd_documents` turns the rounds into the ``owsd`` and ``plaintext`` parts of
 the result.
@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 import warnings
@@ -34,7 +33,7 @@ from owsd.data import ImageDataset
 from owsd.encoder import PCAEncoder
 from owsd.internal import Classifier, InternalModel
 from owsd.keys import Key, generate_key
-from owsd.pipeline import CloudOutputCache
+from owsd.pipeline import cloud_outputs
 from owsd.presets import get_preset
 from owsd.scrambler import Scrambler
 from owsd.spec import ScramblerSpec
@@ -62,16 +61,6 @@ def wire_dtype(transmit: str) -> torch.dtype:
     return torch.uint8 if transmit == "uint8" else torch.float32
 
 
-class _Transmitted:
-    """The scrambler as the client uses it: the image that is sent (for the output cache)."""
-
-    def __init__(self, scrambler: Scrambler, transmit: str) -> None:
-        self.scrambler, self.device, self.dtype = scrambler, scrambler.device, wire_dtype(transmit)
-
-    def __call__(self, embeddings: torch.Tensor) -> torch.Tensor:
-        return self.scrambler(embeddings, out_dtype=self.dtype)
-
-
 @dataclass
 class OwsdParty:
     """The OWSD client of one run and the clouds it buys from, with the accuracies measured."""
@@ -90,22 +79,13 @@ class OwsdParty:
     setup_seconds: dict
 
 
-def owsd_accuracy(cfg: BenchConfig, key: Key, encoder: PCAEncoder, scrambler: Scrambler, cloud: Cloud, *,
+def owsd_accuracy(cfg: BenchConfig, key: Key, encoder: PCAEncoder, cloud: Cloud, *,
                   train: ImageDataset, test: ImageDataset, etr: np.ndarray, ete: np.ndarray,
                   cache_root: Path) -> tuple[dict, dict]:
-    """Internal models (cloud only; cloud + embedding) trained on cached cloud outputs."""
-    sent = _Transmitted(scrambler, cfg.transmit)
-    wire = "u8" if cfg.transmit == "uint8" else "f32"
-
-    def tag(split: str, ds: ImageDataset) -> str:
-        raw = f"bench|{wire}|{ds.name}|{split}|{ds.digest()}|{encoder.digest()}|{key.fingerprint}|{cloud.name}"
-        return (f"bench-{ds.name}-{split}-{key.fingerprint}-{cloud.name}-{wire}-"
-                + hashlib.sha256(raw.encode()).hexdigest()[:12])
-
-    ptr, _ = CloudOutputCache(cache_root, tag("train", train)).query(
-        sent, cloud, etr, batch_size=cfg.batch_size, verbose=cfg.verbose)
-    pte, _ = CloudOutputCache(cache_root, tag("test", test)).query(
-        sent, cloud, ete, batch_size=cfg.batch_size, verbose=cfg.verbose)
+    """Internal models (cloud only; cloud + embedding) trained on cached cloud outputs (the images as sent)."""
+    q = dict(cache_dir=cache_root, batch_size=cfg.batch_size, verbose=cfg.verbose, out_dtype=wire_dtype(cfg.transmit))
+    ptr, _ = cloud_outputs("train", train, encoder, key, cloud, embeddings=etr, **q)
+    pte, _ = cloud_outputs("test", test, encoder, key, cloud, embeddings=ete, **q)
     kw = dict(kind="mlp", epochs=cfg.epochs, seed=cfg.seed, verbose=cfg.verbose)
     models, acc = {}, {}
     for name, use_emb in (("cloud_only", False), ("cloud_plus_embedding", True)):
@@ -135,7 +115,7 @@ def setup_owsd(cfg: BenchConfig, *, train: ImageDataset, test: ImageDataset, cac
     t0 = time.perf_counter()
     acc, internal = {}, {}
     for name, cloud in clouds.items():
-        acc[name], models = owsd_accuracy(cfg, key, encoder, scrambler, cloud, train=train, test=test,
+        acc[name], models = owsd_accuracy(cfg, key, encoder, cloud, train=train, test=test,
                                           etr=etr, ete=ete, cache_root=cache_root)
         internal[name] = models["cloud_only"]
     emb_only = accuracy(Classifier(kind="mlp", epochs=cfg.epochs, seed=cfg.seed, verbose=cfg.verbose)

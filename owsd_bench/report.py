@@ -44,33 +44,35 @@ def format_percent(a: float) -> str:
     return f"{100 * a:.1f}%"
 
 
+def _row(label: str, side: dict, server_key: str, up: float, down: str, accuracy: str) -> str:
+    """One pipeline's row: total time (median, spread), client and server seconds an image, bytes up and down."""
+    return (f"| {label} | {_spread(side['timing']['total'])} | {format_seconds(side['client_seconds_per_image'])} "
+            f"| {format_seconds(side[server_key])} | {format_bytes(up)} | {down} | {accuracy} |")
+
+
 def _he_row(he: dict) -> str:
-    sec, byt, pct = format_seconds, format_bytes, format_percent
+    byt, pct = format_bytes, format_percent
     hd, b = he["accuracy_detail"], he["bytes"]
-    return (f"| HE: TenSEAL CKKS, square-activation CNN | {_spread(he['timing']['total'])} "
-            f"| {sec(he['client_seconds_per_image'])} | {sec(he['server_seconds_per_image'])} "
-            f"| {byt(b['client_to_server_per_image'])} "
-            f"| {byt(b['server_to_client_per_image'])} (+ {byt(b['keys_one_time'])} keys once) "
-            f"| {pct(hd['decrypted']['accuracy'])} on {hd['decrypted']['n']} (same net in plaintext: "
-            f"{pct(hd['plaintext_full_test']['accuracy'])} on {hd['plaintext_full_test']['n']:,}) |")
+    return _row("HE: TenSEAL CKKS, square-activation CNN", he, "server_seconds_per_image",
+                b["client_to_server_per_image"],
+                f"{byt(b['server_to_client_per_image'])} (+ {byt(b['keys_one_time'])} keys once)",
+                f"{pct(hd['decrypted']['accuracy'])} on {hd['decrypted']['n']} (same net in plaintext: "
+                f"{pct(hd['plaintext_full_test']['accuracy'])} on {hd['plaintext_full_test']['n']:,})")
 
 
 def _owsd_row(name: str, c: dict, ow: dict) -> str:
-    sec, byt, pct = format_seconds, format_bytes, format_percent
+    byt, pct = format_bytes, format_percent
     acc, b = c["accuracy_detail"], ow["bytes"]
-    return (f"| OWSD → {name} | {_spread(c['timing']['total'])} | {sec(c['client_seconds_per_image'])} "
-            f"| {sec(c['cloud_seconds_per_image'])} | {byt(b['client_to_server_per_image'])} "
-            f"| {byt(b['server_to_client_per_image'])} (top-{b['server_to_client_topk']['k']}: "
-            f"{byt(b['server_to_client_topk']['bytes'])}) "
-            f"| {pct(acc['cloud_only']['accuracy'])} on {acc['cloud_only']['n']:,} "
-            f"(+ embedding: {pct(acc['cloud_plus_embedding']['accuracy'])}) |")
+    return _row(f"OWSD → {name}", c, "cloud_seconds_per_image", b["client_to_server_per_image"],
+                f"{byt(b['server_to_client_per_image'])} (top-{b['server_to_client_topk']['k']}: "
+                f"{byt(b['server_to_client_topk']['bytes'])})",
+                f"{pct(acc['cloud_only']['accuracy'])} on {acc['cloud_only']['n']:,} "
+                f"(+ embedding: {pct(acc['cloud_plus_embedding']['accuracy'])})")
 
 
 def _plain_row(name: str, c: dict, pl: dict, ow: dict) -> str:
-    sec, byt = format_seconds, format_bytes
-    return (f"| Plaintext {name} (floor) | {_spread(c['timing']['total'])} | {sec(c['client_seconds_per_image'])} "
-            f"| {sec(c['cloud_seconds_per_image'])} | {byt(pl['client_to_server_per_image'])} "
-            f"| {byt(ow['bytes']['server_to_client_per_image'])} | — |")
+    return _row(f"Plaintext {name} (floor)", c, "cloud_seconds_per_image", pl["client_to_server_per_image"],
+                format_bytes(ow["bytes"]["server_to_client_per_image"]), "—")
 
 
 def _times(st: dict) -> str:

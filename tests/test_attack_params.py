@@ -3,6 +3,8 @@
 The pin test compares, for every attack x budget, the resolved parameters, victim sizes,
 requirements and threat model (and the audit plans) with what main resolved before the
 refactor (``tests/data/attack_config_main.json``): the same budget gives the same parameters.
+The scoring settings that were attack parameters then (:data:`MOVED`) are now the runner's
+(:class:`attacks.scoring.ScoringConfig`): the pin finds them there, with the same values.
 """
 
 from __future__ import annotations
@@ -20,10 +22,17 @@ from attacks import budgets
 from attacks.base import Attack, LabelPredictions, RequirementError
 from attacks.params import param, parse_assignment, resolve
 from attacks.registry import available_attacks, get_attack
+from attacks.scoring import ScoringConfig
 from attacks.threat import ThreatModel
 from owsd.cli import main
 
 GOLDEN = json.loads((Path(__file__).parent / "data" / "attack_config_main.json").read_text())
+#: attack -> {former parameter: the ScoringConfig field that took it over}
+MOVED = {"leak-clustering": {"n_perm": "cluster_permutations"},
+         "leak-distance-mantel": {"n_perm": "mantel_permutations", "n_boot": "mantel_bootstrap"},
+         "leak-membership-loss": {"n_boot": "tpr_bootstrap"},
+         "leak-membership-shadow": {"n_boot": "tpr_bootstrap"},
+         "leak-mutual-info": {"n_perm": "mi_permutations", "n_neighbors": "mi_neighbors", "n_coords": "mi_coords"}}
 
 
 def _enc(v):
@@ -48,7 +57,12 @@ def _state(a: Attack) -> dict:
 def test_every_budget_resolves_to_what_main_resolved(name):
     cls = get_attack(name)
     for b, want in GOLDEN["attacks"][name].items():
-        assert _state(cls(budget=b, seed=0, verbose=False)) == want, (name, b)
+        got = _state(cls(budget=b, seed=0, verbose=False))
+        scoring = ScoringConfig.for_budget(b)
+        assert not set(MOVED.get(name, {})) & set(got["params"]), "a scoring setting is an attack parameter again"
+        got["params"] = dict(sorted({**got["params"], **{old: _enc(getattr(scoring, new))
+                                                         for old, new in MOVED.get(name, {}).items()}}.items()))
+        assert got == want, (name, b)
 
 
 def test_the_audit_plans_are_the_ones_main_planned():
@@ -151,11 +165,43 @@ def test_run_attack_with_an_outputs_source_gets_a_cloud():
     assert r.to_dict()["metric_specs"]["accuracy"] == {"higher_is_attack": True, "perfect": 1.0}
 
 
+# --- scoring settings are the runner's ---------------------------------------------------------
+@pytest.mark.parametrize("name,key", [(n, k) for n, moved in sorted(MOVED.items()) for k in moved])
+def test_scoring_settings_are_no_attack_parameters(name, key):
+    with pytest.raises(TypeError, match=f"unknown parameter.*{key}"):
+        get_attack(name)(verbose=False, **{key: 9})
+
+
+def test_the_runner_chooses_the_scoring_settings_and_the_result_records_them():
+    from analysis.security import run_attack
+
+    few = ScoringConfig.for_budget("smoke", mantel_permutations=9, mantel_bootstrap=0)
+    r = run_attack("leak-distance-mantel", "linear", scoring=few)
+    assert r.scoring == few.to_dict() and r.to_dict()["scoring"]["mantel_permutations"] == 9
+    assert r.ci["spearman"] == (r.metrics["spearman"],) * 2  # no bootstrap: a point
+    assert r.p_values["spearman"] >= 0.1  # the smallest p-value 9 permutations can give
+    assert run_attack("leak-distance-mantel", "linear").scoring == ScoringConfig.for_budget("smoke").to_dict()
+    with pytest.raises(TypeError, match="ScoringConfig"):
+        get_attack("leak-equality")(verbose=False)(None, scoring={"bootstrap": 10})
+
+
+def test_scoring_on_the_command_line(capsys):
+    assert main(["attack", "leak-distance-mantel", "--scoring", "mantel_permutations=0"]) == 2
+    err = capsys.readouterr().err
+    assert "--scoring mantel_permutations=0: parameter mantel_permutations must be >= 1" in err
+    assert err.count("\n") == 1
+    assert main(["attack", "leak-distance-mantel", "--scoring", "n_perm=5"]) == 2
+    assert "unknown parameter 'n_perm'" in capsys.readouterr().err
+
+
 # --- metric directions are declared by the scorers ----------------------------------------------
 def test_declared_directions_are_the_ones_the_report_used_to_list():
-    from analysis.report import LOWER_IS_ATTACK, PERFECT, THRESHOLDS
-    from attacks.metrics import metric_spec
+    from analysis.report import THRESHOLDS
+    from attacks.metrics import declared_metrics, metric_spec
 
+    declared = declared_metrics()
+    LOWER_IS_ATTACK = {n for n, s in declared.items() if not s.higher_is_attack}  # noqa: N806 (the old names)
+    PERFECT = {n: s.perfect for n, s in declared.items() if s.perfect is not None}  # noqa: N806
     assert LOWER_IS_ATTACK == {"functional_error", "functional_error_link", "weight_error", "embedding_error"}
     assert PERFECT == {**dict.fromkeys(LOWER_IS_ATTACK, 0.0), **dict.fromkeys(
         ("ssim_mean", "inversion_ssim", "reid_accuracy", "accuracy", "auc", "hungarian_accuracy", "spearman",
@@ -214,9 +260,59 @@ def test_bad_params_on_the_command_line_are_one_line_exit_2(capsys, args, match)
     assert match in err and err.count("\n") == 1 and "Traceback" not in err
 
 
+def _budget_lines(block: str) -> dict[str, str]:
+    """``budget -> its line`` of one attack's block of ``owsd attack --list`` (wrapped lines joined)."""
+    rows: dict[str, str] = {}
+    last = None
+    for line in block.splitlines()[1:]:
+        if line.startswith(" " * 12) and last:
+            rows[last] += " " + line.strip()
+        elif line.startswith("    "):  # the header's threat model, wrapped
+            continue
+        else:
+            last = line.split()[0]
+            rows[last] = line.strip()
+    return rows
+
+
+def test_list_shows_the_budgets_table(capsys):
+    from attacks.cli import _text
+
+    assert main(["attack", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 100
+    *attack_blocks, scoring = out.strip().split("\n\n")[1:]
+    blocks = {b.split(" ", 1)[0]: b for b in attack_blocks}
+    assert sorted(blocks) == sorted(available_attacks())
+    for name, block in blocks.items():
+        cls = get_attack(name)
+        assert block.startswith(f"{name} ({cls.family}): knows the architecture")
+        rows = _budget_lines(block)
+        assert list(rows) == list(budgets.BUDGETS), name
+        before: dict = {}
+        for b, line in rows.items():
+            sizes = cls(budget=b, verbose=False).victim_sizes()
+            assert f" victim {sizes['n_private']}/{sizes['n_public']}/{sizes['n_heldout']} " in line, (name, b)
+            params = cls.budget_row(b).params
+            shown = {k: v for k, v in params.items() if before.get(k, object()) != v}
+            words = [w for w in line.split("; variants:")[0].split() if "=" in w]
+            assert words == [f"{k}={_text(v)}" for k, v in shown.items()], (name, b)  # the changed ones, in order
+            before = params
+    probe = _budget_lines(blocks["leak-label-probe"])
+    assert probe["smoke"].endswith("k=32; variants: source=outputs") and "variants" not in probe["full"]
+    assert "n_labelled=100 k=64" in probe["standard"] and "source=" not in probe["standard"]
+    assert "pool_sizes=16,64 " in _budget_lines(blocks["structure-ciphertext-only"])["smoke"]
+    assert scoring.startswith("scoring (not attack parameters")
+    rows = _budget_lines(scoring)
+    assert list(rows) == ["every", *budgets.BUDGETS] and "bootstrap=1000" in rows["every"].split()
+    for b in budgets.BUDGETS:
+        assert rows[b].split()[1:] == [f"{k}={v}" for k, v in budgets.SCORING[b].items()]
+
+
 def test_help_params_lists_every_field_with_the_budgets_value(capsys):
     assert main(["attack", "leak-clustering", "--help-params", "--budget", "standard"]) == 0
     out = capsys.readouterr().out
-    for f in ("source", "n_clusters", "k", "n_init", "n_perm"):
+    for f in ("source", "n_clusters", "k", "n_init"):
         assert f"\n  {f}  " in out
-    assert "standard: 1000" in out and "audit variant at standard: {'source': 'scrambled'}" in out
+    assert "n_perm" not in out  # a scoring setting: the runner's (ScoringConfig), see --list
+    assert "standard: 10\n" in out and "audit variant at standard: {'source': 'scrambled'}" in out

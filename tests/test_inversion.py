@@ -25,11 +25,14 @@ from attacks.inversion.paired import InversionPaired
 from attacks.inversion.scoring import REID_POOL, image_metrics, reidentify
 from attacks.inversion.surrogate_transfer import InversionSurrogateTransfer
 from attacks.registry import available_attacks
+from attacks.scoring import ScoringConfig
 from attacks.threat import ThreatModel
 from attacks.victim import Victim
 from owsd.presets import get_preset
 
 SIZES = dict(n_private=600, n_public=300, n_heldout=128)
+
+SMOKE = ScoringConfig.for_budget("smoke")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -105,12 +108,12 @@ def test_scorer_perfect_and_mean_reconstructions(linear_victim):
     v = linear_victim
     view = v.view(ThreatModel(), rng=np.random.default_rng(0))
     idx = np.arange(0, 100)
-    perfect = score_reconstructions(Reconstructions(v.private.images[idx] / 255.0, idx), v, view)
+    perfect = score_reconstructions(Reconstructions(v.private.images[idx] / 255.0, idx), v, view, SMOKE)
     assert perfect.metrics["ssim_mean"] == pytest.approx(1.0)
     assert perfect.metrics["reid_accuracy"] == 1.0 and perfect.metrics["recognizable_rate"] == 1.0
     assert perfect.metrics["classifier_accuracy_reconstructions"] == perfect.metrics["classifier_accuracy_originals"]
     mean_img = (v.public.images / 255.0).mean(0, keepdims=True)
-    chance = score_reconstructions(Reconstructions(np.repeat(mean_img, 100, 0), idx), v, view)
+    chance = score_reconstructions(Reconstructions(np.repeat(mean_img, 100, 0), idx), v, view, SMOKE)
     assert chance.metrics["ssim_mean"] == pytest.approx(chance.chance["ssim_mean"])
     assert chance.metrics["psnr_median"] == pytest.approx(chance.chance["psnr_median"])
     assert chance.p_values["ssim_mean"] > 0.05
@@ -125,11 +128,11 @@ def test_scorer_drops_known_pairs_and_checks_shapes(linear_victim):
     view = v.view(ThreatModel(known_pairs=50, pair_input="image"), rng=np.random.default_rng(0))
     idx = np.arange(len(v.private))
     rec = np.zeros((len(idx), 1, 8, 8), np.float32)
-    s = score_reconstructions(Reconstructions(rec, idx), v, view)
+    s = score_reconstructions(Reconstructions(rec, idx), v, view, SMOKE)
     assert s.metrics["n"] == len(idx) - 50
     assert len(select_targets(view)) == len(idx) - 50
     with pytest.raises(ValueError, match="shape"):
-        score_reconstructions(Reconstructions(np.zeros((len(idx), 1, 9, 9)), idx), v, view)
+        score_reconstructions(Reconstructions(np.zeros((len(idx), 1, 9, 9)), idx), v, view, SMOKE)
     with pytest.raises(ValueError):
         Reconstructions(np.full((2, 1, 8, 8), np.nan), np.arange(2))
 

@@ -5,7 +5,11 @@ it imports ``owsd`` alone), and no layer may import it.
 
 The imports are read from the source (``ast``), function-local ones included, and so is
 every string that names a module of a higher layer (``"analysis.cli"`` handed to
-``importlib.import_module``), so a lazy import cannot hide an upward dependency.  The checker itself is tested on a planted violation.
+``importlib.import_module``), so a lazy import cannot hide an upward dependency.  Inside each
+package the modules' imports (function-local ones included) must not form a cycle either: a
+lazy import does not make a cycle go away, it hides it.  (A module named in a string, like the
+attack registry's list of family modules, is a plugin loaded by name, not an import edge.)
+The checkers themselves are tested on planted violations.
 """
 
 from __future__ import annotations
@@ -61,6 +65,49 @@ def upward_imports(root: Path) -> list[str]:
     return bad
 
 
+def _import_edges(path: Path, root: Path, modules: set[str]) -> set[str]:
+    """The modules of ``modules`` that a file imports (``from pkg import sub`` names the submodule)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    here = _module_name(path, root).split(".")
+    package = here if path.name == "__init__.py" else here[:-1]
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = (".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
+                    if node.level else node.module or "")
+            subs = {f"{base}.{a.name}" for a in node.names}
+            out |= (subs & modules) | ({base} if subs - modules else set())
+    return (out & modules) - {_module_name(path, root)}
+
+
+def import_cycles(root: Path) -> list[str]:
+    """Every cycle of imports between the modules of one package, as 'pkg: a -> b -> a'."""
+    found = []
+    for pkg in LAYERS:
+        paths = {_module_name(p, root): p for p in sorted((root / pkg).rglob("*.py"))}
+        graph = {m: _import_edges(p, root, set(paths)) for m, p in paths.items()}
+        done: set[str] = set()
+        for start in sorted(graph):  # depth-first search; a path back onto the stack is a cycle
+            stack, on_path = [(start, iter(sorted(graph[start])))], [start]
+            while stack:
+                node, nxt = stack[-1]
+                child = next(nxt, None)
+                if child is None:
+                    stack.pop()
+                    on_path.pop()
+                    done.add(node)
+                elif child in on_path:
+                    cyc = on_path[on_path.index(child):] + [child]
+                    first = cyc.index(min(cyc[:-1]))  # one spelling per cycle
+                    found.append(f"{pkg}: " + " -> ".join(cyc[first:-1] + cyc[:first] + [cyc[first]]))
+                elif child not in done:
+                    stack.append((child, iter(sorted(graph[child]))))
+                    on_path.append(child)
+    return sorted(set(found))
+
+
 def test_layers_only_point_down():
     assert upward_imports(REPO) == []
 
@@ -100,3 +147,27 @@ def test_checker_finds_a_planted_upward_import(tmp_path, pkg, code):
     (tmp_path / "owsd_bench" / "fine.py").write_text("from owsd import stats\nimport analysis.report\n")
     found = upward_imports(tmp_path)
     assert len(found) == 1 and found[0].startswith(f"{pkg}/sub/planted.py"), found
+
+
+def test_no_import_cycle_inside_a_package():
+    assert import_cycles(REPO) == []
+
+
+@pytest.mark.parametrize("files, cycle", [
+    ({"a.py": "from owsd.b import f\n", "b.py": "def f():\n    from owsd import a\n"},  # a lazy import
+     "owsd: owsd.a -> owsd.b -> owsd.a"),
+    ({"sub/a.py": "from .b import x\n", "sub/b.py": "from owsd.sub.c import y\n",
+      "sub/c.py": "class K:\n    import owsd.sub.a\n"}, "owsd: owsd.sub.a -> owsd.sub.b -> owsd.sub.c -> owsd.sub.a"),
+    ({"sub/__init__.py": "from owsd.sub.m import g\nX = 1\n", "sub/m.py": "from owsd.sub import X\n"},
+     "owsd: owsd.sub -> owsd.sub.m -> owsd.sub"),  # a name of the package that is being imported
+    ({"sub/__init__.py": "from owsd.sub.m import g\n", "sub/m.py": "from owsd.sub import other\n",
+      "sub/other.py": "", "reg.py": "FAMILIES = ('owsd.sub.m',)\n"}, None),  # a submodule; a plugin by name
+])
+def test_checker_finds_a_planted_cycle(tmp_path, files, cycle):
+    for layer in LAYERS:
+        (tmp_path / layer / "sub").mkdir(parents=True)
+        (tmp_path / layer / "__init__.py").write_text("")
+        (tmp_path / layer / "sub" / "__init__.py").write_text("")
+    for name, code in files.items():
+        (tmp_path / "owsd" / name).write_text(code)
+    assert import_cycles(tmp_path) == ([cycle] if cycle else [])

@@ -30,6 +30,7 @@ from attacks.leakage.outputs import Linker
 from attacks.leakage.stats import (KnnMutualInfo, auc_test, hungarian_accuracy, knn_mi_known_case, mantel_test,
                                    tpr_at_fpr_ci)
 from attacks.registry import available_attacks
+from attacks.scoring import ScoringConfig
 from attacks.victim import Victim
 
 SIZES = {"dataset": "digits", "n_private": 100, "n_public": 8, "n_heldout": 60}
@@ -47,6 +48,14 @@ def one_thread():
     with threadpool_limits(1):
         yield
     torch.set_num_threads(before)
+
+
+SMOKE = ScoringConfig.for_budget("smoke")
+
+
+def _perm(**kw) -> ScoringConfig:
+    """The smoke budget's scoring settings with fewer permutations (the runner's choice)."""
+    return ScoringConfig.for_budget("smoke", **kw)
 
 
 def _quiet(fn, **kw):
@@ -177,24 +186,24 @@ def test_label_probe_on_outputs_and_a_useless_predictor_is_not_flagged(identity)
 
     view = identity.view(LabelProbe(verbose=False).threat_model(), rng=np.random.default_rng(0))
     out = LabelPredictions(np.full(len(identity.private), 3), np.arange(len(identity.private)))
-    s = scorer_for(out)(out, identity, view)
+    s = scorer_for(out)(out, identity, view, SMOKE)
     assert s.p_values["accuracy"] > 0.05
 
 
 def test_clustering_controls(identity, noise):
-    r = Clustering(budget="smoke", seed=0, verbose=False, n_perm=99)(identity)
+    r = Clustering(budget="smoke", seed=0, verbose=False)(identity, scoring=_perm(cluster_permutations=99))
     assert flagged(r) and flagged(r, "nmi")
     assert r.chance["hungarian_accuracy"] > 0.1
-    r = Clustering(budget="smoke", seed=0, verbose=False, n_perm=99)(noise)
+    r = Clustering(budget="smoke", seed=0, verbose=False)(noise, scoring=_perm(cluster_permutations=99))
     assert at_chance(r) and at_chance(r, "nmi"), (r.metrics, r.ci, r.chance, r.p_values)
 
 
 # --- 2. distances and linkability ---------------------------------------------------------------
 def test_mantel_controls(identity, permutation, noise):
     for v in (identity, permutation):
-        r = DistanceMantel(budget="smoke", seed=0, verbose=False, n_perm=199)(v)
+        r = DistanceMantel(budget="smoke", seed=0, verbose=False)(v, scoring=_perm(mantel_permutations=199))
         assert flagged(r) and r.metrics["spearman"] > 0.8
-    r = DistanceMantel(budget="smoke", seed=0, verbose=False, n_perm=199)(noise)
+    r = DistanceMantel(budget="smoke", seed=0, verbose=False)(noise, scoring=_perm(mantel_permutations=199))
     assert at_chance(r), (r.metrics, r.ci, r.p_values)
 
 
@@ -227,7 +236,7 @@ def test_a_random_linker_is_not_flagged(identity):
     out = Linker(link=lambda s, o: (rng.integers(0, len(identity.private), len(s)), rng.random(len(s))),
                  resend="exact", n_resend=20, n_new=20)
     view = identity.view(Equality(verbose=False).threat_model(), rng=np.random.default_rng(0))
-    s = scorer_for(out)(out, identity, view)
+    s = scorer_for(out)(out, identity, view, SMOKE)
     assert s.p_values["resend_auc"] > 0.05 and s.p_values["link_accuracy"] > 0.05
 
 
@@ -312,11 +321,12 @@ def test_fast_knn_mi_equals_scikit_learn(n):
 
 
 def test_mutual_info_controls(permutation, noise):
-    r = MutualInfo(budget="smoke", seed=0, verbose=False, n_perm=39, k=4, n_coords=2)(permutation)
+    few = _perm(mi_permutations=39, mi_coords=2)
+    r = MutualInfo(budget="smoke", seed=0, verbose=False, k=4)(permutation, scoring=few)
     assert flagged(r) and flagged(r, "mi_embedding")
     known = r.curves["estimator_known_case"]
     assert known["n"] == 100 and "correlated_bias" in known
-    r = MutualInfo(budget="smoke", seed=0, verbose=False, n_perm=39, k=4, n_coords=2)(noise)
+    r = MutualInfo(budget="smoke", seed=0, verbose=False, k=4)(noise, scoring=few)
     assert at_chance(r) and at_chance(r, "mi_embedding"), (r.metrics, r.chance, r.p_values)
 
 
@@ -347,7 +357,8 @@ def test_default_preset_equality_and_distance():
     v = _quiet(Victim.build, dataset="digits", preset="default", seed=0, n_private=60, n_public=8, n_heldout=30)
     r = Equality(budget="smoke", seed=0, verbose=False, n_resend=15, n_new=15)(v)
     assert flagged(r) and r.target["spec"]["name"] == "default"
-    r = DistanceMantel(budget="smoke", seed=0, verbose=False, n_pairs_items=40, n_perm=99)(v)
+    r = DistanceMantel(budget="smoke", seed=0, verbose=False, n_pairs_items=40)(v,
+                                                                              scoring=_perm(mantel_permutations=99))
     assert "spearman_embedding" in r.metrics and np.isfinite(r.metrics["spearman"])
 
 

@@ -41,24 +41,18 @@ def test_affine_kernel_matches_reference(ext, device, tol, n, k, p, post, dtype)
     torch.testing.assert_close(got, want, **tol(dtype))
 
 
-@pytest.mark.parametrize("offset,base", [(False, False), (True, False), (False, True)])
-@pytest.mark.parametrize("out_dtype", [torch.float32, torch.float64, torch.uint8])
-def test_affine_kernel_optional_inputs_and_outputs(ext, device, tol, offset, base, out_dtype):
-    a = _affine_inputs(70, 64, 260, torch.float32, device, offset=offset, base=base, seed=3)
-    want = ops.affine_scramble_ref(a["x"], a["matrix"], a["offset"], a["scale"], a["center"], a["base"],
-                                   POSTS["clamp"], out_dtype)
-    got = ops.affine_scramble(a["x"], a["matrix"], a["offset"], scale=a["scale"], center=a["center"],
-                              base=a["base"], out_dtype=out_dtype, impl="ext")
-    if out_dtype == torch.uint8:
-        assert_uint8_close(got, want)
-    else:
-        torch.testing.assert_close(got, want, **tol(torch.float32))
+_DTYPES = (torch.float32, torch.float64, torch.uint8)
 
 
-@pytest.mark.parametrize("out_dtype", [torch.float32, torch.uint8])
-def test_affine_kernel_large_output_streams(ext, device, tol, out_dtype):
-    """An output of 8 MiB or more (non-temporal stores on the CPU), packed panels and a tail strip."""
-    a = _affine_inputs(21, 8, 100_003, torch.float32, device, seed=11)
+@pytest.mark.parametrize("shape,seed,inputs,out_dtype", [
+    # optional inputs: no offset and no base, an offset alone, a base alone; every output dtype
+    *(((70, 64, 260), 3, {"offset": o, "base": b}, d) for o, b in ((False, False), (True, False), (False, True))
+      for d in _DTYPES),
+    # an output of 8 MiB or more (non-temporal stores on the CPU), packed panels and a tail strip
+    *(((21, 8, 100_003), 11, {}, d) for d in (torch.float32, torch.uint8)),
+])
+def test_affine_kernel_optional_inputs_outputs_and_large_streams(ext, device, tol, shape, seed, inputs, out_dtype):
+    a = _affine_inputs(*shape, torch.float32, device, seed=seed, **inputs)
     want = ops.affine_scramble_ref(a["x"], a["matrix"], a["offset"], a["scale"], a["center"], a["base"],
                                    POSTS["clamp"], out_dtype)
     got = ops.affine_scramble(a["x"], a["matrix"], a["offset"], scale=a["scale"], center=a["center"],

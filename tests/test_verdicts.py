@@ -99,6 +99,27 @@ def test_lower_is_attack_metrics_below_chance_mean_above_it():
     assert worse["verdict"] == "inconclusive" and better["verdict"] == "pass"
 
 
+def test_metric_directions_come_from_the_entrys_metric_specs():
+    """A metric no scorer declares: only the entry's ``metric_specs`` say that lower helps the attacker."""
+    from attacks.metrics import metric_spec
+
+    assert metric_spec("made_up_error") is None
+
+    def entry(spec):
+        e = _e("custom", "pass", family="key-estimation", metric="made_up_error", value=3.0, chance=1.0,
+               ci=(2.5, 3.5), known_pairs=128)
+        return {**e, "metric_specs": {"made_up_error": spec}} if spec else e
+
+    lower = entry({"higher_is_attack": False, "perfect": 0.0})  # an error three times chance's
+    assert V.below_chance_pvalue(lower) < 1e-6 and "custom" in V.below_chance([lower])
+    V.finalize([lower], budget="standard")
+    assert lower["verdict"] == "inconclusive" and "below its chance level" in lower["reasons"][0]
+    higher = entry(None)  # undeclared anywhere: higher is the attacker's side, so 3.0 beats chance 1.0
+    assert V.below_chance_pvalue(higher) > 0.99 and V.below_chance([higher]) == {}
+    V.finalize([higher], budget="standard")
+    assert higher["verdict"] == "pass"
+
+
 def test_crashes_and_cut_sizes_block_certification():
     es = _battery() + [_e("boom", "error")]
     kv = V.finalize(es, budget="full")["kernel_verdict"]

@@ -20,6 +20,7 @@ from analysis import report as _report
 from analysis import verdicts as _verdicts
 from analysis.audit.plan import Job
 from analysis.figures import advantage_plot, key_recovery_plot, privacy_utility_plot
+from analysis.report_html import render_html
 from owsd.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,6 @@ def assemble(out: Path, jobs: Sequence[Job], done: dict, errors: dict, utility: 
                                verdicts=ver)
     atomic_write_json(out / "report.json", rep)
     if html:
-        atomic_write_text(out / "report.html", _report.render_html(rep))
+        atomic_write_text(out / "report.html", render_html(rep))
     log.info("wrote %s", out / "report.json")
     return rep

@@ -28,6 +28,7 @@ from analysis.audit.target import AuditTarget
 from analysis.audit.utility import UTILITY_BUDGETS, measure_utility
 from analysis.figures import attack_figures
 from attacks.base import Attack, AttackResult, RequirementError
+from attacks.scoring import ScoringConfig
 from attacks.victim import Victim
 from owsd.cloud import Cloud, fit_cloud
 from owsd.cloud_sources import open_cloud
@@ -110,8 +111,8 @@ def build_victim(target: AuditTarget, cfg: AuditConfig, sizes: dict, pending: Se
 
 
 def _execute(attack: Attack, victim: Victim) -> AttackResult:
-    """Run one attack (a seam for tests that simulate interruptions)."""
-    return attack(victim)
+    """Run one attack, scored with the audit budget's settings (a seam for tests that simulate interruptions)."""
+    return attack(victim, scoring=ScoringConfig.for_budget(attack.budget))
 
 
 def run_job(job: Job, victim: Victim, cfg: AuditConfig, d: Path) -> dict:

@@ -18,7 +18,8 @@ from typing import Optional, Sequence
 from analysis.audit.errors import AuditError
 from analysis.audit.target import AuditTarget
 from owsd import pipeline
-from owsd.cloud import Cloud, make_cloud
+from owsd.cloud import Cloud
+from owsd.cloud_sources import open_cloud
 
 #: settings of the utility measurement, per budget
 UTILITY_BUDGETS: dict[str, dict] = {
@@ -43,7 +44,7 @@ def measure_utility(target: AuditTarget, *, dataset: str | Path, data_dir: Optio
     """
     t_all = time.perf_counter()
     train, test = pipeline.utility_split(dataset, data_dir, n_train=n_train, n_test=n_test, image_size=image_size)
-    cl = cloud if isinstance(cloud, Cloud) else make_cloud(cloud)
+    cl = cloud if isinstance(cloud, Cloud) else open_cloud(cloud)
     sizes = tuple(sorted({int(k) for k in output_sizes if 1 <= int(k) <= cl.num_outputs}))
     if not sizes:
         raise AuditError(f"no output size within [1, {cl.num_outputs}]: {output_sizes}")

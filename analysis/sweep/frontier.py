@@ -11,7 +11,7 @@ Per kernel (and dataset), over its seeds:
   audit's headline), mean and 95% interval over seeds, beside the plaintext model's;
 * ``privacy`` (one number): the worst family's mean advantage.  The Pareto front is taken
   on (utility up, privacy down), among the kernels that have both figures (the others are ranked
-  after them, off the front), by :func:`analysis.compare.rank_rows`, the ranking of
+  after them, off the front), by :func:`analysis.ranking.rank_rows`, the ranking of
   ``owsd audit-compare``, which reads ``frontier.json`` too.
 
 Written to ``frontier.json`` (source of truth), ``frontier.csv``, ``frontier.png`` and the
@@ -35,11 +35,14 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
+from scipy import stats
 
-from analysis.compare import rank_rows
 from analysis.figures import VERDICT_COLORS, _plt, _save
+from analysis.ranking import rank_rows
+from analysis.report_html import _CSS
 from owsd import provenance
 from owsd.io import atomic_write_json, atomic_write_text
+from owsd.safejson import loads, read_text
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +53,6 @@ _SEVERITY = {"error": 4, "fail": 3, "warn": 2, "inconclusive": 1, "pass": 0}
 
 def mean_ci(values: Sequence[float], *, lo: float = 0.0, hi: float = 1.0) -> tuple[float, Optional[list[float]]]:
     """Mean and 95% Student-t interval over ``values`` (clipped to ``[lo, hi]``; ``None`` below two values)."""
-    from scipy import stats
 
     v = np.asarray([float(x) for x in values], dtype=float)
     m = float(round(v.mean(), 12))
@@ -235,8 +237,6 @@ def frontier_html(rows: Sequence[dict], *, figure: Optional[str] = "frontier.png
 
 def write_frontier(out: Path, sweep: dict, cells: Sequence[tuple], reports: Sequence[dict]) -> dict:
     """Write ``frontier.json``, ``frontier.csv``, ``frontier.png`` and ``report.html`` of a sweep; return the JSON."""
-    from analysis.report_html import _CSS
-
     rows = frontier_rows(cells, reports)
     notes = []
     if any(len(r["seeds"]) < 2 for r in rows):
@@ -268,8 +268,6 @@ MAX_FRONTIER_BYTES = 64 << 20
 
 def load_frontier(path: str | Path) -> dict:
     """Read a ``frontier.json`` (or the sweep folder holding one); a clear ``ValueError`` if it is not one."""
-    from owsd.safejson import loads, read_text
-
     path = Path(path)
     path = path / "frontier.json" if path.is_dir() else path
     doc = loads(read_text(path, max_bytes=MAX_FRONTIER_BYTES, what="frontier file"), source=str(path))

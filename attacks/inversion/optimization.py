@@ -50,6 +50,7 @@ from attacks.registry import register_attack
 from attacks.threat import ThreatModel
 from attacks.victim import AttackerView
 from owsd.encoder import Encoder, PCAEncoder, make_encoder
+from owsd.scrambler import Scrambler
 
 log = logging.getLogger(__name__)
 
@@ -242,8 +243,6 @@ class InversionOptimization(Attack):
             if p["surrogate"] == "known-key":
                 if view.key is None or view.encoder is None:
                     raise RequirementError(f"{self.name} (known-key) needs an OWSD target with a key and encoder")
-                from owsd.scrambler import Scrambler
-
                 total = int(np.prod(view.image_shape))
                 pixels = np.sort(rng.choice(total, min(p["n_pixels"], total), replace=False))
                 sur = PipelineSurrogate(view.encoder, Scrambler(view.key, device=self.device), pixels,

@@ -45,6 +45,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from owsd.stats import binomial_pvalue, bootstrap_ci, permutation_pvalue, wilson_interval
 from attacks.base import AttackResult, Score, register_scorer
 from attacks.metrics import declare, higher
+from attacks.scoring import ScoringConfig
 from attacks.inversion.outputs import Reconstructions
 from attacks.victim import AttackerView, Victim
 
@@ -151,7 +152,8 @@ def _pair_mask(victim: Victim, view: AttackerView, idx: np.ndarray) -> np.ndarra
 
 
 def _mean_summary(name: str, values: np.ndarray, shuffled: np.ndarray, mean_image: np.ndarray,
-                  rng: np.random.Generator, metrics: dict, chance: dict, ci: dict, p_values: dict) -> None:
+                  rng: np.random.Generator, metrics: dict, chance: dict, ci: dict, p_values: dict,
+                  scoring: ScoringConfig) -> None:
     """mean/median/max of ``values``: chance = the larger baseline; p-values paired with ``shuffled``.
 
     ``shuffled`` scores each reconstruction against another target's original: for any
@@ -163,8 +165,8 @@ def _mean_summary(name: str, values: np.ndarray, shuffled: np.ndarray, mean_imag
         key = f"{name}_{stat}"
         metrics[key] = float(fn(values))
         chance[key] = float(max(fn(shuffled), fn(mean_image)))
-        ci[key] = bootstrap_ci(values, fn, rng=rng)
-    signs = rng.choice([-1.0, 1.0], size=(2000, len(diff)))
+        ci[key] = bootstrap_ci(values, fn, n_boot=scoring.bootstrap, rng=rng)
+    signs = rng.choice([-1.0, 1.0], size=(scoring.sign_flips, len(diff)))
     p_values[f"{name}_mean"] = permutation_pvalue(float(diff.mean()), (signs * diff).mean(1))
     nz = diff[diff != 0]
     p_values[f"{name}_median"] = binomial_pvalue(int((nz > 0).sum()), len(nz), 0.5)
@@ -180,7 +182,8 @@ def _proportion(name: str, hits: np.ndarray, p0: float, metrics: dict, chance: d
 
 
 @register_scorer(Reconstructions)
-def score_reconstructions(out: Reconstructions, victim: Victim, view: AttackerView) -> Score:
+def score_reconstructions(out: Reconstructions, victim: Victim, view: AttackerView,
+                          scoring: ScoringConfig) -> Score:
     """Grade reconstructions against the victim's private originals (see the module doc)."""
     idx = out.target_indices
     rec = out.images
@@ -207,8 +210,8 @@ def score_reconstructions(out: Reconstructions, victim: Victim, view: AttackerVi
     chance: dict[str, float] = {}
     ci: dict[str, tuple[float, float]] = {}
     p_values: dict[str, float] = {}
-    _mean_summary("ssim", ssim, ssim_s, ssim_m, rng, metrics, chance, ci, p_values)
-    _mean_summary("psnr", psnr, psnr_s, psnr_m, rng, metrics, chance, ci, p_values)
+    _mean_summary("ssim", ssim, ssim_s, ssim_m, rng, metrics, chance, ci, p_values, scoring)
+    _mean_summary("psnr", psnr, psnr_s, psnr_m, rng, metrics, chance, ci, p_values, scoring)
     rec_hits = ssim > RECOGNIZABLE_SSIM
     _proportion("recognizable_rate", rec_hits, float(max(np.mean(ssim_m > RECOGNIZABLE_SSIM),
                                                          np.mean(ssim_s > RECOGNIZABLE_SSIM))),

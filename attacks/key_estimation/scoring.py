@@ -41,6 +41,7 @@ import torch
 from owsd.stats import binomial_pvalue, bootstrap_ci, wilson_interval
 from attacks.base import Score, register_scorer
 from attacks.metrics import declare, higher, lower
+from attacks.scoring import ScoringConfig
 from attacks.key_estimation.linear_fit import as_unit_float, to_link
 from attacks.key_estimation.outputs import KeyEstimate, Matching
 from attacks.key_estimation.surrogate import fit_domain, fit_forward, pre_normalization, weight_error
@@ -210,7 +211,8 @@ def _inversion(out: KeyEstimate, victim: Victim, truth: dict) -> dict:
 
 
 @register_scorer(KeyEstimate)
-def score_key_estimate(out: KeyEstimate, victim: Victim, view: AttackerView) -> Score:
+def score_key_estimate(out: KeyEstimate, victim: Victim, view: AttackerView,
+                       scoring: ScoringConfig) -> Score:
     """Functional error, weight error and inversion quality of an estimated key (see module doc)."""
     truth = victim_truth(victim)
     inputs = truth["embeddings"] if out.input_kind == "embedding" else truth["images"]
@@ -224,7 +226,7 @@ def score_key_estimate(out: KeyEstimate, victim: Victim, view: AttackerView) -> 
     beats = int((per < const).sum())
     metrics = {"functional_error": float(per.mean()), "n": n}
     chance = {"functional_error": 1.0}
-    ci = {"functional_error": bootstrap_ci(per, rng=rng)}
+    ci = {"functional_error": bootstrap_ci(per, n_boot=scoring.bootstrap, rng=rng)}
     pvals = {"functional_error": binomial_pvalue(beats, n, 0.5)}
     per_sample = {"index": np.arange(n), "functional_error": per}
     curves: dict = {}
@@ -245,7 +247,7 @@ def score_key_estimate(out: KeyEstimate, victim: Victim, view: AttackerView) -> 
         lp, lc = _relative_errors(link_pred, to_link(truth["float"], "logit"))
         metrics["functional_error_link"] = float(lp.mean())
         chance["functional_error_link"] = 1.0
-        ci["functional_error_link"] = bootstrap_ci(lp, rng=rng)
+        ci["functional_error_link"] = bootstrap_ci(lp, n_boot=scoring.bootstrap, rng=rng)
         pvals["functional_error_link"] = binomial_pvalue(int((lp < lc).sum()), n, 0.5)
     wm = _weight_metrics(out, victim)
     if wm:
@@ -266,7 +268,7 @@ def score_key_estimate(out: KeyEstimate, victim: Victim, view: AttackerView) -> 
             key = name if name == "embedding_error" else f"inversion_{name}"
             metrics[key] = float(np.mean(inv[name]))
             chance[key] = float(np.mean(inv[shuffled]))
-            ci[key] = bootstrap_ci(inv[name], rng=rng)
+            ci[key] = bootstrap_ci(inv[name], n_boot=scoring.bootstrap, rng=rng)
             pvals[key] = binomial_pvalue(int(better(inv[name], inv[shuffled]).sum()), m, 0.5)
             per_sample[key] = np.concatenate([inv[name], np.full(n - m, np.nan)])
         if "ssim_bound" in inv:
@@ -279,7 +281,8 @@ def score_key_estimate(out: KeyEstimate, victim: Victim, view: AttackerView) -> 
 
 
 @register_scorer(Matching)
-def score_matching(out: Matching, victim: Victim, view: AttackerView) -> Score:
+def score_matching(out: Matching, victim: Victim, view: AttackerView,
+                   scoring: ScoringConfig) -> Score:
     """Re-identification accuracy against pool size (see module doc)."""
     n = view.num_targets
     sizes = sorted({int(k) for k in out.pool_sizes if int(k) <= n})

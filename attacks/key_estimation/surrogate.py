@@ -66,7 +66,7 @@ def surrogate_forward(spec: ScramblerSpec, weights: Sequence[torch.Tensor], bias
     x = embeddings.reshape(-1, *spec.input_shape).to(weights[0].dtype)
     if differentiable:
         return fused_scramble_ref(x, list(weights), list(biases), carrier=carrier, **_layer_kwargs(spec))
-    from owsd.ops import fused_scramble
+    from owsd.ops import fused_scramble  # local: loads (or builds) the compiled extension on first use
 
     with torch.no_grad():
         return fused_scramble(x, list(weights), list(biases), carrier=carrier, **_layer_kwargs(spec))

@@ -18,6 +18,7 @@ from attacks.budgets import LEAKAGE_VICTIM_SIZES
 from attacks.leakage.features import SOURCES
 from attacks.params import param
 from attacks.threat import Requirements
+from owsd.internal import Classifier
 
 #: the victim's internal-model training recipe (public: an attacker may know it)
 INTERNAL_RECIPE: dict = {"kind": "mlp", "hidden": 256, "epochs": 30, "batch_size": 32, "lr": 1e-3, "dropout": 0.1}
@@ -69,6 +70,4 @@ def classifier_validation_positions(n: int, seed: int) -> np.ndarray:
     Mirrors its split (``torch.randperm`` on a generator seeded with ``seed``, the first 10%,
     none below 20 examples); those examples are seen only through early stopping.
     """
-    from owsd.internal import Classifier
-
     return Classifier.validation_positions(n, seed)

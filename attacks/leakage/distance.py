@@ -14,7 +14,9 @@ Example:
     >>> with warnings.catch_warnings():
     ...     warnings.simplefilter("ignore")
     ...     v = noise_victim(dataset="digits", n_private=60, n_public=8, n_heldout=8)
-    >>> r = DistanceMantel(budget="smoke", seed=0, verbose=False, n_pairs_items=40, n_perm=199)(v)
+    >>> from attacks.scoring import ScoringConfig
+    >>> r = DistanceMantel(budget="smoke", seed=0, verbose=False, n_pairs_items=40)(
+    ...     v, scoring=ScoringConfig.for_budget("smoke", mantel_permutations=199))
     >>> r.p_values["spearman"] > 0.01
     True
 """
@@ -52,8 +54,6 @@ class MantelParams(SourceParams):
     """Parameters of the distance-preservation test."""
 
     n_pairs_items: int = param(doc="targets whose pairwise distances are compared", ge=4)
-    n_perm: int = param(doc="Mantel permutations", ge=1)
-    n_boot: int = param(doc="object-bootstrap resamples of the CI", ge=0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,8 +78,7 @@ class DistanceMantel(LeakageAttack):
         m = min(self.params["n_pairs_items"], view.num_targets)
         idx = np.sort(rng.choice(view.num_targets, m, replace=False))
         d = np.sqrt(pairwise_sq_dists(_observed(view, self.source)[idx]))
-        return PairwiseDistances(d, idx, source=self.source, n_perm=self.params["n_perm"],
-                                 n_boot=self.params["n_boot"])
+        return PairwiseDistances(d, idx, source=self.source)
 
 
 class LinkingAttack(LeakageAttack):

@@ -57,7 +57,6 @@ class ClusteringParams(SourceParams):
     n_clusters: int = param(doc="the attacker's guess of the number of classes", ge=2)
     k: int = param(doc="principal components clustered", ge=1)
     n_init: int = param(doc="k-means restarts", ge=1)
-    n_perm: int = param(doc="permutations of the scorer's null distribution", ge=1)
 
 
 class _Probe(LeakageAttack):
@@ -123,5 +122,4 @@ class Clustering(LeakageAttack):
 
         f = view_features(view, self.source, k=self.params["k"])
         km = KMeans(n_clusters=self.params["n_clusters"], n_init=self.params["n_init"], random_state=sub_seed(rng))
-        return ClusterAssignments(km.fit_predict(f), np.arange(view.num_targets), source=self.source,
-                                  n_perm=self.params["n_perm"])
+        return ClusterAssignments(km.fit_predict(f), np.arange(view.num_targets), source=self.source)

@@ -78,7 +78,6 @@ class MembershipParams:
     """Parameters of the membership games."""
 
     n_known: int = param(doc="targets with known labels, one internal-model query each", ge=1)
-    n_boot: int = param(doc="bootstrap resamples of the AUC's CI", ge=1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,7 +115,7 @@ class MembershipLoss(_Membership):
         def infer(oracle) -> np.ndarray:
             return np.log(np.maximum(true_label_confidence(oracle(outs), y), 1e-300))
 
-        return MembershipGame(infer=infer, target_indices=idx, method="loss", n_boot=self.params["n_boot"])
+        return MembershipGame(infer=infer, target_indices=idx, method="loss")
 
 
 @register_attack
@@ -159,7 +158,7 @@ class MembershipShadow(_Membership):
             ll_out = -0.5 * ((p - mu_out) / sd_out) ** 2 - np.log(sd_out)
             return ll_in - ll_out
 
-        return MembershipGame(infer=infer, target_indices=idx, method="lira-online", n_boot=self.params["n_boot"],
+        return MembershipGame(infer=infer, target_indices=idx, method="lira-online",
                               extra={"n_shadow": s, "shadow_sd_in": sd_in, "shadow_sd_out": sd_out})
 
 

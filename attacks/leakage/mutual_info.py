@@ -5,12 +5,14 @@ images (or of the log cloud outputs).  The scorer estimates, with scikit-learn's
 estimators (``mutual_info_classif`` / ``mutual_info_regression``, ``random_state=0``):
 
 * ``mi_label`` (primary): the largest MI between one component and the label;
-* ``mi_embedding``: over the first ``n_coords`` embedding coordinates (PCA scores of the
+* ``mi_embedding``: over the first ``mi_coords`` embedding coordinates (PCA scores of the
   originals for channels without an embedding), the mean of the largest MI with one component;
 
 each against a permutation null (its mean is the chance level: the estimator's bias at zero
 MI), with a permutation p-value, and the estimator's bias on bivariate Gaussians of known MI
-at the same sample size (``curves["estimator_known_case"]``).  Units: nats.
+at the same sample size (``curves["estimator_known_case"]``).  Units: nats.  The estimator's
+neighbours, ``mi_coords`` and the permutations are scoring settings chosen by the runner
+(:class:`attacks.scoring.ScoringConfig`), not parameters of the attack.
 
 Example:
     >>> import warnings
@@ -18,7 +20,9 @@ Example:
     >>> with warnings.catch_warnings():
     ...     warnings.simplefilter("ignore")
     ...     v = identity_victim(dataset="digits", n_private=100, n_public=8, n_heldout=8)
-    >>> r = MutualInfo(budget="smoke", seed=0, verbose=False, n_perm=19)(v)
+    >>> from attacks.scoring import ScoringConfig
+    >>> scoring = ScoringConfig.for_budget("smoke", mi_permutations=19)
+    >>> r = MutualInfo(budget="smoke", seed=0, verbose=False)(v, scoring=scoring)
     >>> r.p_values["mi_label"] <= 0.05
     True
 """
@@ -45,9 +49,6 @@ class MutualInfoParams(SourceParams):
     """Parameters of the kNN mutual-information estimates."""
 
     k: int = param(doc="principal components of the observations", ge=1)
-    n_perm: int = param(doc="permutations of the null distribution", ge=1)
-    n_neighbors: int = param(doc="neighbours of the kNN estimator", ge=1)
-    n_coords: int = param(doc="coordinates whose information is estimated", ge=1)
 
 
 @register_attack
@@ -62,5 +63,4 @@ class MutualInfo(LeakageAttack):
 
     def run(self, view: AttackerView, *, rng: np.random.Generator, generator: torch.Generator) -> AttackerFeatures:
         f = view_features(view, self.source, k=self.params["k"])
-        return AttackerFeatures(f, np.arange(view.num_targets), source=self.source, n_perm=self.params["n_perm"],
-                                n_neighbors=self.params["n_neighbors"], n_coords=self.params["n_coords"])
+        return AttackerFeatures(f, np.arange(view.num_targets), source=self.source)

@@ -11,6 +11,9 @@ Two kinds:
   (:class:`Linker`, :class:`Distinguisher`, :class:`MembershipGame`).  The attack never sees
   the challenge's labels, so it cannot grade itself.
 
+How the scores' statistics are computed (permutations, resamples, the MI estimator's settings)
+is not in the outputs: the runner chooses it (:class:`attacks.scoring.ScoringConfig`).
+
 Example:
     >>> import numpy as np
     >>> out = ClusterAssignments(np.array([0, 1, 1]), np.arange(3), source="outputs")
@@ -38,7 +41,6 @@ class ClusterAssignments(AttackOutput):
     clusters: np.ndarray
     target_indices: np.ndarray
     source: str = "outputs"
-    n_perm: int = 200
 
     def raw(self) -> dict[str, np.ndarray]:
         return {"clusters": np.asarray(self.clusters), "target_indices": np.asarray(self.target_indices)}
@@ -51,8 +53,6 @@ class PairwiseDistances(AttackOutput):
     distances: np.ndarray
     target_indices: np.ndarray
     source: str = "scrambled"
-    n_perm: int = 999
-    n_boot: int = 200
 
     def raw(self) -> dict[str, np.ndarray]:
         return {"target_indices": np.asarray(self.target_indices)}
@@ -65,9 +65,6 @@ class AttackerFeatures(AttackOutput):
     features: np.ndarray
     target_indices: np.ndarray
     source: str = "scrambled"
-    n_perm: int = 100
-    n_neighbors: int = 3
-    n_coords: int = 4
 
     def raw(self) -> dict[str, np.ndarray]:
         return {"features": np.asarray(self.features), "target_indices": np.asarray(self.target_indices)}
@@ -121,6 +118,4 @@ class MembershipGame(AttackOutput):
     infer: Callable[[Callable[[np.ndarray], np.ndarray]], np.ndarray]
     target_indices: np.ndarray
     method: str = "loss"
-    fprs: tuple[float, ...] = (0.01, 0.001, 0.0)
-    n_boot: int = 200
     extra: dict = field(default_factory=dict)

@@ -31,6 +31,7 @@ from sklearn.metrics import normalized_mutual_info_score
 from owsd.stats import binomial_pvalue, bootstrap_ci, permutation_pvalue, roc_curve, wilson_interval
 from attacks.base import Score, register_scorer
 from attacks.metrics import declare, higher
+from attacks.scoring import ScoringConfig
 from attacks.leakage.features import pairwise_sq_dists
 from attacks.leakage.groundtruth import (InternalOracle, augment, challenge_images, internal_model_for,
                                          other_key_channel, traffic, uniform_noise_images)
@@ -58,7 +59,8 @@ def _indices(idx: np.ndarray, n: int) -> np.ndarray:
 
 # --- clustering --------------------------------------------------------------------------
 @register_scorer(ClusterAssignments)
-def score_clusters(out: ClusterAssignments, victim: Victim, view: AttackerView) -> Score:
+def score_clusters(out: ClusterAssignments, victim: Victim, view: AttackerView,
+                   scoring: ScoringConfig) -> Score:
     idx = _indices(out.target_indices, len(victim.private))
     c = np.asarray(out.clusters)
     if c.shape != idx.shape:
@@ -66,8 +68,8 @@ def score_clusters(out: ClusterAssignments, victim: Victim, view: AttackerView) 
     y = victim.private.labels[idx]
     acc, nmi = hungarian_accuracy(c, y), float(normalized_mutual_info_score(y, c))
     rng = np.random.default_rng(0)
-    null_acc, null_nmi = np.empty(out.n_perm), np.empty(out.n_perm)
-    for t in range(out.n_perm):
+    null_acc, null_nmi = np.empty(scoring.cluster_permutations), np.empty(scoring.cluster_permutations)
+    for t in range(scoring.cluster_permutations):
         cp = rng.permutation(c)
         null_acc[t], null_nmi[t] = hungarian_accuracy(cp, y), normalized_mutual_info_score(y, cp)
     # Hungarian accuracy maximizes over matchings, so a percentile bootstrap is biased upward:
@@ -76,7 +78,8 @@ def score_clusters(out: ClusterAssignments, victim: Victim, view: AttackerView) 
     k = int(round(acc * len(idx)))
     ci_acc = wilson_interval(k, len(idx))
     pair = np.stack([c, y], 1)
-    q_lo, q_hi = bootstrap_ci(pair, lambda v: normalized_mutual_info_score(v[:, 1], v[:, 0]), n_boot=200, rng=rng)
+    q_lo, q_hi = bootstrap_ci(pair, lambda v: normalized_mutual_info_score(v[:, 1], v[:, 0]),
+                              n_boot=scoring.nmi_bootstrap, rng=rng)
     ci_nmi = (max(0.0, 2 * nmi - q_hi), min(1.0, 2 * nmi - q_lo))
     return Score(metrics={"hungarian_accuracy": acc, "nmi": nmi, "n": len(idx)},
                  chance={"hungarian_accuracy": float(null_acc.mean()), "nmi": float(null_nmi.mean())},
@@ -91,20 +94,21 @@ def score_clusters(out: ClusterAssignments, victim: Victim, view: AttackerView) 
 
 # --- distance preservation -----------------------------------------------------------------
 @register_scorer(PairwiseDistances)
-def score_distances(out: PairwiseDistances, victim: Victim, view: AttackerView) -> Score:
+def score_distances(out: PairwiseDistances, victim: Victim, view: AttackerView,
+                    scoring: ScoringConfig) -> Score:
     idx = _indices(out.target_indices, len(victim.private))
     d = np.asarray(out.distances, float)
     if d.shape != (len(idx), len(idx)):
         raise ValueError(f"distances: expected ({len(idx)}, {len(idx)}), got {d.shape}")
     rng = np.random.default_rng(0)
     orig = np.sqrt(pairwise_sq_dists(victim.private.images[idx]))
-    res = mantel_test(orig, d, n_perm=out.n_perm, n_boot=out.n_boot, rng=rng)
+    res = mantel_test(orig, d, n_perm=scoring.mantel_permutations, n_boot=scoring.mantel_bootstrap, rng=rng)
     metrics, ci, p = {"spearman": res["r"], "n": len(idx)}, {"spearman": res["ci"]}, {"spearman": res["p_value"]}
     chance = {"spearman": 0.0}
     curves = {"mantel_null": {"spearman": {"mean": res["null_mean"], "q95": res["null_q95"]}}}
     if victim.has_embeddings:
         emb = np.sqrt(pairwise_sq_dists(victim.private_embeddings()[idx]))
-        r2 = mantel_test(emb, d, n_perm=out.n_perm, n_boot=out.n_boot, rng=rng)
+        r2 = mantel_test(emb, d, n_perm=scoring.mantel_permutations, n_boot=scoring.mantel_bootstrap, rng=rng)
         metrics["spearman_embedding"], ci["spearman_embedding"] = r2["r"], r2["ci"]
         p["spearman_embedding"], chance["spearman_embedding"] = r2["p_value"], 0.0
         curves["mantel_null"]["spearman_embedding"] = {"mean": r2["null_mean"], "q95": r2["null_q95"]}
@@ -126,15 +130,16 @@ def _reference_coordinates(victim: Victim, idx: np.ndarray, k: int) -> np.ndarra
 
 
 @register_scorer(AttackerFeatures)
-def score_mutual_info(out: AttackerFeatures, victim: Victim, view: AttackerView) -> Score:
+def score_mutual_info(out: AttackerFeatures, victim: Victim, view: AttackerView,
+                      scoring: ScoringConfig) -> Score:
     idx = _indices(out.target_indices, len(victim.private))
     f = np.asarray(out.features, float)
     if f.ndim != 2 or len(f) != len(idx):
         raise ValueError(f"features: expected ({len(idx)}, k), got {f.shape}")
     y = victim.private.labels[idx]
-    e = _reference_coordinates(victim, idx, out.n_coords)
+    e = _reference_coordinates(victim, idx, scoring.mi_coords)
     # scikit-learn's mutual_info_classif / _regression (random_state=0), features prepared once
-    est = KnnMutualInfo(f, n_neighbors=out.n_neighbors, random_state=0)
+    est = KnnMutualInfo(f, n_neighbors=scoring.mi_neighbors, random_state=0)
 
     def mi_lab(labels: np.ndarray) -> np.ndarray:
         return est.classif(labels)
@@ -144,13 +149,13 @@ def score_mutual_info(out: AttackerFeatures, victim: Victim, view: AttackerView)
 
     lab, emb = mi_lab(y), mi_emb(e)
     rng = np.random.default_rng(0)
-    null_lab, null_emb = np.empty(out.n_perm), np.empty(out.n_perm)
-    for t in range(out.n_perm):
+    null_lab, null_emb = np.empty(scoring.mi_permutations), np.empty(scoring.mi_permutations)
+    for t in range(scoring.mi_permutations):
         p = rng.permutation(len(idx))
         null_lab[t] = mi_lab(y[p]).max()
         null_emb[t] = mi_emb(e[p]).mean()
     stat_lab, stat_emb = float(lab.max()), float(emb.mean())
-    known = knn_mi_known_case(len(idx), n_neighbors=out.n_neighbors)
+    known = knn_mi_known_case(len(idx), n_neighbors=scoring.mi_neighbors)
     return Score(
         metrics={"mi_label": stat_lab, "mi_embedding": stat_emb, "n": len(idx)},
         chance={"mi_label": float(null_lab.mean()), "mi_embedding": float(null_emb.mean())},
@@ -167,7 +172,8 @@ def score_mutual_info(out: AttackerFeatures, victim: Victim, view: AttackerView)
 
 # --- linkability: equality and near-duplicates --------------------------------------------
 @register_scorer(Linker)
-def score_linker(out: Linker, victim: Victim, view: AttackerView) -> Score:
+def score_linker(out: Linker, victim: Victim, view: AttackerView,
+                 scoring: ScoringConfig) -> Score:
     n = len(victim.private)
     rng = np.random.default_rng(out.challenge_seed)
     ridx = np.sort(rng.choice(n, min(out.n_resend, n), replace=False))
@@ -186,7 +192,7 @@ def score_linker(out: Linker, victim: Victim, view: AttackerView) -> Score:
     k, m = int(correct.sum()), len(correct)
     chance_link = 1.0 / n
     det = auc_test(np.r_[-dist_r, -dist_n], np.r_[np.ones(m, bool), np.zeros(len(dist_n), bool)],
-                   rng=np.random.default_rng(0))
+                   n_boot=scoring.auc_bootstrap, rng=np.random.default_rng(0))
     exact = dist_r < EXACT_TOL
     ke = int(exact.sum())
     metrics = {"link_accuracy": k / max(1, m), "resend_auc": det["auc"], "exact_match_rate": ke / max(1, m),
@@ -213,7 +219,8 @@ def score_linker(out: Linker, victim: Victim, view: AttackerView) -> Score:
 
 # --- distinguishing ------------------------------------------------------------------------
 @register_scorer(Distinguisher)
-def score_distinguisher(out: Distinguisher, victim: Victim, view: AttackerView) -> Score:
+def score_distinguisher(out: Distinguisher, victim: Victim, view: AttackerView,
+                        scoring: ScoringConfig) -> Score:
     imgs = challenge_images(victim, out.n_challenge, out.challenge_seed)
     pos = victim.channel.scramble_images(imgs)
     if out.reference == "other-key":
@@ -224,7 +231,7 @@ def score_distinguisher(out: Distinguisher, victim: Victim, view: AttackerView) 
         raise ValueError(f"reference must be 'other-key' or 'noise', got {out.reference!r}")
     s_pos, s_neg = np.asarray(out.score(pos, None), float), np.asarray(out.score(neg, None), float)
     labels = np.r_[np.ones(len(s_pos), bool), np.zeros(len(s_neg), bool)]
-    res = auc_test(np.r_[s_pos, s_neg], labels, rng=np.random.default_rng(0))
+    res = auc_test(np.r_[s_pos, s_neg], labels, n_boot=scoring.auc_bootstrap, rng=np.random.default_rng(0))
     return Score(metrics={"auc": res["auc"], "n": len(labels)}, chance={"auc": 0.5}, ci={"auc": res["ci"]},
                  p_values={"auc": res["p_value"]},
                  per_sample={"victim_traffic": labels.astype(np.int8), "score": np.r_[s_pos, s_neg]},
@@ -233,7 +240,8 @@ def score_distinguisher(out: Distinguisher, victim: Victim, view: AttackerView) 
 
 # --- membership inference --------------------------------------------------------------------
 @register_scorer(MembershipGame)
-def score_membership(out: MembershipGame, victim: Victim, view: AttackerView) -> Score:
+def score_membership(out: MembershipGame, victim: Victim, view: AttackerView,
+                     scoring: ScoringConfig) -> Score:
     idx = _indices(out.target_indices, len(victim.private))
     model, member, evaluable = internal_model_for(victim)
     oracle = InternalOracle(model, meter=view.meters.get("internal"))
@@ -243,12 +251,12 @@ def score_membership(out: MembershipGame, victim: Victim, view: AttackerView) ->
     keep = evaluable[idx]
     s, lab = scores[keep], member[idx][keep]
     rng = np.random.default_rng(0)
-    res = auc_test(s, lab, rng=rng)
+    res = auc_test(s, lab, n_boot=scoring.auc_bootstrap, rng=rng)
     metrics, chance = {"auc": res["auc"], "n": int(keep.sum())}, {"auc": 0.5}
     ci, p = {"auc": res["ci"]}, {"auc": res["p_value"]}
     at = []
-    for f in out.fprs:
-        t = tpr_at_fpr_ci(s, lab, f, n_boot=out.n_boot, rng=rng)
+    for f in scoring.membership_fprs:
+        t = tpr_at_fpr_ci(s, lab, f, n_boot=scoring.tpr_bootstrap, rng=rng)
         name = f"tpr_at_fpr_{f:g}"
         metrics[name], chance[name], ci[name] = t["tpr"], float(f), t["ci"]
         at.append({k: (list(v) if isinstance(v, tuple) else v) for k, v in t.items()})

@@ -29,6 +29,8 @@ from owsd.stats import fdr_adjust
 from owsd.threads import limit
 from attacks.base import AttackResult
 from attacks.budgets import LEAKAGE_VICTIM_SIZES, configurations
+from attacks.registry import get_attack
+from attacks.scoring import ScoringConfig
 from attacks.victim import Victim
 
 log = logging.getLogger(__name__)
@@ -57,20 +59,22 @@ def leakage_victim_sizes(budget: str) -> dict:
 
 def run_all_leakage_tests(victim: Victim, *, budget: str = "smoke", seed: int = 0,
                           only: Optional[Iterable[str]] = None, verbose: bool = False,
-                          threads: Optional[int] = None) -> list[AttackResult]:
+                          threads: Optional[int] = None,
+                          scoring: Optional[ScoringConfig] = None) -> list[AttackResult]:
     """Run the leakage suite against ``victim``; skip output-based tests without a cloud.
 
-    ``only`` restricts to the named attacks.  Every attack gets ``seed``.  ``threads`` caps
+    ``only`` restricts to the named attacks.  Every attack gets ``seed``; every score the
+    ``scoring`` settings (default: the budget's, :meth:`ScoringConfig.for_budget`).  ``threads`` caps
     the BLAS/OpenMP and torch threads for the run (restored after): on a loaded machine one
     thread is many times faster for these small problems.
     """
     with limit(threads):
-        return _run_all(victim, budget=budget, seed=seed, only=only, verbose=verbose)
+        return _run_all(victim, budget=budget, seed=seed, only=only, verbose=verbose,
+                        scoring=scoring if scoring is not None else ScoringConfig.for_budget(budget))
 
 
-def _run_all(victim: Victim, *, budget: str, seed: int, only, verbose: bool) -> list[AttackResult]:
-    from attacks.registry import get_attack
-
+def _run_all(victim: Victim, *, budget: str, seed: int, only, verbose: bool,
+             scoring: ScoringConfig) -> list[AttackResult]:
     only = set(only) if only is not None else None
     results = []
     for name, params in suite(budget):
@@ -82,7 +86,7 @@ def _run_all(victim: Victim, *, budget: str, seed: int, only, verbose: bool) -> 
             log.info("skipping %s %s: the victim has no cloud", name, params)
             continue
         log.info("running %s %s", name, params)
-        results.append(attack(victim))
+        results.append(attack(victim, scoring=scoring))
     return results
 
 

@@ -15,9 +15,9 @@
   decode of their true embeddings), which no attack through the embedding can beat on average.
 * **Intrinsic dimension.**  Chance: ``full_dim``, what traffic independent of the input shows
   at this sample size.  p-value (1 when no hull is found): the observed spectral gap against
-  the largest gap of
-  ``N_NULL`` centered Gram spectra of i.i.d. Gaussian traffic (at most :data:`NULL_ROWS` rows,
-  four times as many features).  Fewer rows and features than the traffic has make the null's
+  the largest gap of ``gap_null`` (:class:`attacks.scoring.ScoringConfig`: 99) centered Gram
+  spectra of i.i.d. Gaussian traffic (at most :data:`NULL_ROWS` rows, four times as many
+  features).  Fewer rows and features than the traffic has make the null's
   gaps larger (spacings shrink as rows grow), so the test is conservative.
 * **Traffic curve.**  Matchers recovered from prefixes of the traffic, scored the same way at
   the largest pool that fits (``curves["traffic"]``).
@@ -37,6 +37,7 @@ import numpy as np
 
 from attacks.base import Score, register_scorer
 from attacks.metrics import declare, higher
+from attacks.scoring import ScoringConfig
 from attacks.inversion.scoring import _mean_summary, derangement, image_metrics, spread, to_unit
 from attacks.key_estimation.scoring import grade_reidentification
 from attacks.structure.hull import intrinsic_dimension
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 declare(ssim_mean=higher(1.0), reid_accuracy=higher(1.0))
 
 SCORER_SEED = 20261125
-N_NULL = 99
+N_NULL = ScoringConfig.gap_null  # the scoring settings' default (the runner may choose another)
 NULL_ROWS = 256
 GRID = 16
 
@@ -104,7 +105,8 @@ def _bound(victim: Victim, images: np.ndarray) -> Optional[np.ndarray]:
 
 
 @register_scorer(StructureRecovery)
-def score_structure(out: StructureRecovery, victim: Victim, view: AttackerView) -> Score:
+def score_structure(out: StructureRecovery, victim: Victim, view: AttackerView,
+                    scoring: ScoringConfig) -> Score:
     """Re-identification with decoys, reconstruction beside the encoder bound, intrinsic dimension."""
     t0 = time.perf_counter()
     rng = np.random.default_rng(SCORER_SEED)
@@ -144,23 +146,23 @@ def score_structure(out: StructureRecovery, victim: Victim, view: AttackerView) 
     ssim_m, psnr_m = image_metrics(np.repeat(mean_img, len(truth), 0), truth)
     shuffle = derangement(len(truth), rng)
     ssim_s, psnr_s = image_metrics(rec, truth[shuffle])
-    _mean_summary("ssim", ssim, ssim_s, ssim_m, rng, metrics, chance, ci, pv)
-    _mean_summary("psnr", psnr, psnr_s, psnr_m, rng, metrics, chance, ci, pv)
+    _mean_summary("ssim", ssim, ssim_s, ssim_m, rng, metrics, chance, ci, pv, scoring)
+    _mean_summary("psnr", psnr, psnr_s, psnr_m, rng, metrics, chance, ci, pv, scoring)
     reference: dict = {"n": len(rec_idx)}
     bound = _bound(victim, victim.private.images[rec_idx])
     if bound is not None:
         b_ssim, b_psnr = image_metrics(bound, truth)
         metrics["ssim_bound"], metrics["psnr_bound"] = float(b_ssim.mean()), float(b_psnr.mean())
         chance["ssim_bound"], chance["psnr_bound"] = chance["ssim_mean"], chance["psnr_mean"]
-        ci["ssim_bound"] = bootstrap_ci(b_ssim, rng=rng)
+        ci["ssim_bound"] = bootstrap_ci(b_ssim, n_boot=scoring.bootstrap, rng=rng)
         gap = b_ssim - ssim
         metrics["ssim_gap_to_bound"] = float(gap.mean())
-        ci["ssim_gap_to_bound"] = bootstrap_ci(gap, rng=rng)
+        ci["ssim_gap_to_bound"] = bootstrap_ci(gap, n_boot=scoring.bootstrap, rng=rng)
         reference.update(ssim_bound=metrics["ssim_bound"], psnr_bound=metrics["psnr_bound"],
                          ssim_gap_to_bound=metrics["ssim_gap_to_bound"])
     # intrinsic dimension against traffic independent of the input
     s = out.structure
-    null = null_gaps(min(int(s["n_basis"]), NULL_ROWS), rng=rng)
+    null = null_gaps(min(int(s["n_basis"]), NULL_ROWS), n=scoring.gap_null, rng=rng)
     metrics["intrinsic_dim"] = float(s["intrinsic_dim"])
     chance["intrinsic_dim"] = float(s["full_dim"])
     ci["intrinsic_dim"] = (float(s["intrinsic_dim"]), float(s["intrinsic_dim"]))

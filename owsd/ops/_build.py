@@ -376,7 +376,7 @@ def ensure_built() -> ExtensionState:
                 state.cuda_reason = "CUDA build failed: " + errors[-1][1]
             break
         if _ops_registered():
-            from owsd.ops import _register
+            from owsd.ops import _register  # local: registers the Python side only once the library is loaded
 
             _register.register_python_side()
             state.cpu_ok = True

@@ -83,25 +83,21 @@ inline void epilogue(const AffineArgs<T>& a, int64_t r, int64_t c0, int width, c
   }
 }
 
+// A non-temporal store of one vector of the ISA's width (kVecBytes), float or double lanes.
+#if defined(__AVX512F__)
+inline void stream_vec(float* d, const void* y) { _mm512_stream_ps(d, *static_cast<const __m512*>(y)); }
+inline void stream_vec(double* d, const void* y) { _mm512_stream_pd(d, *static_cast<const __m512d*>(y)); }
+#elif defined(__AVX2__)
+inline void stream_vec(float* d, const void* y) { _mm256_stream_ps(d, *static_cast<const __m256*>(y)); }
+inline void stream_vec(double* d, const void* y) { _mm256_stream_pd(d, *static_cast<const __m256d*>(y)); }
+#endif
+
 // One vector of the compute type to memory: a non-temporal store when asked and aligned.
 template <typename T, typename V>
 inline void store_vec(T* dst, const V& y, bool stream) {
-#if defined(__AVX512F__)
-  if (sizeof(V) == 64 && stream && (reinterpret_cast<uintptr_t>(dst) & 63) == 0) {
-    if (sizeof(T) == 4) {
-      _mm512_stream_ps(reinterpret_cast<float*>(dst), reinterpret_cast<const __m512&>(y));
-    } else {
-      _mm512_stream_pd(reinterpret_cast<double*>(dst), reinterpret_cast<const __m512d&>(y));
-    }
-    return;
-  }
-#elif defined(__AVX2__)
-  if (sizeof(V) == 32 && stream && (reinterpret_cast<uintptr_t>(dst) & 31) == 0) {
-    if (sizeof(T) == 4) {
-      _mm256_stream_ps(reinterpret_cast<float*>(dst), reinterpret_cast<const __m256&>(y));
-    } else {
-      _mm256_stream_pd(reinterpret_cast<double*>(dst), reinterpret_cast<const __m256d&>(y));
-    }
+#if defined(__AVX512F__) || defined(__AVX2__)
+  if (sizeof(V) == kVecBytes && stream && (reinterpret_cast<uintptr_t>(dst) & (kVecBytes - 1)) == 0) {
+    stream_vec(dst, &y);
     return;
   }
 #endif
