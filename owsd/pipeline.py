@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import re
 import time
@@ -42,13 +41,14 @@ from owsd.cloud_sources import open_cloud
 from owsd.data import ImageDataset, load_splits
 from owsd.encoder import Encoder, make_encoder
 from owsd.internal import DECODERS, Classifier, InternalModel, centered_logits
-from owsd.io import atomic_write_bytes, atomic_write_json, load_npz, save_npz
+from owsd.io import atomic_write_json, load_npz, save_npz
 from owsd.keys import Key, generate_key
 from owsd.presets import get_preset
 from owsd.scrambler import Scrambler
 from owsd.spec import ScramblerSpec
 from owsd.stats import wilson_interval
 from owsd.transmission import parse_format, transmit
+from owsd.utility_plot import plot_utility
 
 log = logging.getLogger(__name__)
 
@@ -471,34 +471,3 @@ def _run_with_cloud(cfg: RunConfig, cloud: Cloud, train, test, key, out: Path, c
     plot_utility(results, out / "utility.png")
     log.info("wrote %s", out / "results.json")
     return results
-
-
-def plot_utility(results: dict, path: Path) -> None:
-    """Accuracy against output size, with the plaintext and embedding-only baselines as lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    acc, ci = results["accuracy"], results["accuracy_ci95"]
-    ks = [int(k) for k in acc["cloud_only"]]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, style in (("cloud_only", "o-"), ("cloud_plus_embedding", "s--")):
-        ys = [acc[name][str(k)] for k in ks]
-        err = np.array([[y - ci[name][str(k)][0], ci[name][str(k)][1] - y] for k, y in zip(ks, ys)]).T
-        ax.errorbar(ks, ys, yerr=err, fmt=style, capsize=3, label=name.replace("_", " "))
-    ax.axhline(acc["plaintext"], color="k", lw=1, label=f"plaintext ({acc['plaintext']:.3f})")
-    ax.axhline(acc["embedding_only"], color="g", lw=1, ls=":", label=f"embedding only ({acc['embedding_only']:.3f})")
-    ax.axhline(results["chance"], color="r", lw=1, ls="-.", label="chance")
-    ax.set_xscale("log")
-    ax.set_xlabel("cloud output size (top-k returned)")
-    ax.set_ylabel("test accuracy")
-    ax.set_ylim(0, 1.02)
-    ax.set_title(f"{results['dataset']} / {results['cloud']} / spec {results['spec']['name']} "
-                 f"(n_train={results['n_train']})", fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(Path(path), buf.getvalue())

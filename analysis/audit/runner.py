@@ -33,7 +33,7 @@ from attacks.victim import Victim
 from owsd.cloud import Cloud, fit_cloud
 from owsd.cloud_sources import open_cloud
 from owsd.io import atomic_write_json
-from owsd.pipeline import plot_utility
+from owsd.utility_plot import plot_utility
 
 log = logging.getLogger(__name__)
 
