@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -101,7 +102,9 @@ def test_cache_key_covers_every_header_and_no_checkout_path(monkeypatch, tmp_pat
 @pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="needs Linux /proc")
 def test_orphaned_compilers_are_found_by_their_working_folder(tmp_path):
     other = subprocess.Popen(["sleep", "30"], cwd=tmp_path)  # not a toolchain process: ignored
-    orphan = subprocess.Popen(["sh", "-c", "sleep 30; true"], cwd=tmp_path)  # ninja runs compilers via sh
+    # ninja runs compilers via sh; a session of its own, so that the kill below reaches sh's child too
+    # (a child forked but not yet exec'd into `sleep` is still an `sh` working in tmp_path)
+    orphan = subprocess.Popen(["sh", "-c", "sleep 30; true"], cwd=tmp_path, start_new_session=True)
     try:
         deadline = time.monotonic() + 10
         while orphan.pid not in _build._busy_pids(tmp_path) and time.monotonic() < deadline:
@@ -109,9 +112,13 @@ def test_orphaned_compilers_are_found_by_their_working_folder(tmp_path):
         busy = _build._busy_pids(tmp_path)
         assert orphan.pid in busy and other.pid not in busy
     finally:
+        other.kill()
+        os.killpg(orphan.pid, signal.SIGKILL)
         for p in (other, orphan):
-            p.kill()
             p.wait()
+    deadline = time.monotonic() + 10  # the killed group's processes leave /proc once reaped
+    while _build._busy_pids(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert _build._busy_pids(tmp_path) == []
 
 
