@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=_cmd_scramble)
 
-    from owsd.serve import add_parser as add_serve_parser
+    from owsd.serve import add_parser as add_serve_parser  # local: start-up speed (built with the parser)
 
     add_serve_parser(sub)  # serve-cloud: a cloud model behind MLServer (the `serve` extra)
 

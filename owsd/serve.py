@@ -107,7 +107,7 @@ def _port(text: str) -> int:
 
 
 def _model_source(text: str) -> str:
-    from owsd.cloud import CLOUD_NAMES
+    from owsd.cloud import CLOUD_NAMES  # local: start-up speed (torch) while argparse builds the CLI
 
     if text.lower().endswith(".onnx"):
         return str(argtypes.input_file(text))
@@ -161,7 +161,7 @@ def cmd_serve_cloud(a: argparse.Namespace) -> int:
         if exc.name == "mlserver":
             raise UsageError(f"needs MLServer, which is not installed: {INSTALL_HINT}") from None
         raise UsageError(f"MLServer is installed but does not import ({exc}); reinstall it: {INSTALL_HINT}") from None
-    from owsd.serve_runtime import open_served_cloud
+    from owsd.serve_runtime import open_served_cloud  # local: start-up speed (torch, onnxruntime)
 
     name = a.name or served_name(a.model)
     if a.name is None and not _NAME.match(name):
@@ -185,7 +185,7 @@ def serve(source: str, *, name: str, host: str, port: int, version: Optional[str
     """Serve ``source`` until a signal stops it; 0 then (or :class:`UsageError` when it cannot start)."""
     from mlserver.settings import ModelParameters, ModelSettings, Settings
 
-    from owsd.serve_runtime import runtime_class
+    from owsd.serve_runtime import runtime_class  # local: start-up speed (torch, onnxruntime)
 
     with tempfile.TemporaryDirectory(prefix="owsd-serve-") as empty:
         # an empty model repository: MLServer's repository endpoints cannot load anything else

@@ -55,7 +55,7 @@ _FLOOR = float(np.finfo(np.float32).tiny)
 
 def open_served_cloud(source: str, *, threads: Optional[int] = None, config: Optional[str] = None) -> Cloud:
     """The cloud ``source`` names: a built-in name or ``PATH.onnx`` (settings from the JSON beside it)."""
-    from owsd.cloud_sources import open_cloud
+    from owsd.cloud_sources import open_cloud  # local: start-up speed of `owsd --help` (onnx, onnxruntime)
 
     source = str(source)
     if source not in CLOUD_NAMES and not source.lower().endswith(".onnx"):
