@@ -23,6 +23,7 @@ from typing import Optional
 # Imports of the project's modules sit inside the functions, for start-up speed: `owsd` builds every
 # command's parser at start (entry points), and the modules a command runs (torch, the attacks) load
 # only when it runs.
+from owsd.cli_options import add_cloud_options, add_data_options, cloud_flags, cloud_options
 from owsd.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,6 @@ def _cmd_audit(a: argparse.Namespace) -> int:
     from analysis.audit import AuditConfig, run_audit
 
     target = _target(a)
-    from owsd.cli_options import cloud_options
-
     cfg = AuditConfig(out=a.out, dataset=a.dataset, data_dir=a.data_dir, image_size=a.image_size,
                       cloud=None if a.cloud == "none" else a.cloud, cloud_options=cloud_options(a),
                       cloud_resize=a.cloud_resize, budget=a.budget, seed=a.attack_seed,
@@ -156,8 +155,6 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
     datasets = tuple(dict.fromkeys(a.datasets or ("digits",)))
     from analysis.audit import AuditConfig
 
-    from owsd.cli_options import cloud_options
-
     cloud = None if a.cloud == "none" else a.cloud
     if cloud and cloud.lower().endswith(".onnx"):  # workers may start elsewhere: an absolute path
         cloud = str(Path(cloud).resolve())
@@ -220,10 +217,7 @@ def command_line(a: argparse.Namespace) -> str:
         v = getattr(a, opt, None)
         if v is not None and not (opt == "device" and v == "cpu"):
             parts += ["--" + opt.replace("_", "-"), str(v)]
-    for opt in sorted(o for o in vars(a) if o.startswith("cloud_")):  # how the cloud is read and reached
-        v = getattr(a, opt)
-        if v is not None and not (opt == "cloud_resize" and v == "bilinear"):
-            parts += ["--" + opt.replace("_", "-"), ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)]
+    parts += cloud_flags(cloud_options(a), a.cloud_resize)  # how the cloud is read and reached
     for opt in ("only", "exclude", "utility_sizes"):
         v = getattr(a, opt, None)
         if v:
@@ -235,7 +229,6 @@ def command_line(a: argparse.Namespace) -> str:
 def register(sub: argparse._SubParsersAction) -> None:
     from owsd import argtypes
     from owsd.cli import key_is_fixed
-    from owsd.cli_options import add_cloud_options, add_data_options
     from owsd.cloud import CLOUD_NAMES
     from owsd.data import DATASETS
 
