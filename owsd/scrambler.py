@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from owsd.keys import Key
 from owsd.ops.affine import CollapsedStack, collapse_stack, collapse_worthwhile, collapsed_scramble
+from owsd.query_noise import draw_query_noise
 from owsd.validation import as_matrix
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,8 @@ class Scrambler(nn.Module):
     """
 
     def __init__(self, key: Key, *, device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32, impl: Optional[str] = None, collapse: str = "auto") -> None:
+                 dtype: torch.dtype = torch.float32, impl: Optional[str] = None, collapse: str = "auto",
+                 query_noise: bool = True) -> None:
         super().__init__()
         if collapse not in COLLAPSE_MODES:
             raise ValueError(f"collapse must be one of {COLLAPSE_MODES}, got {collapse!r}")
@@ -87,6 +89,7 @@ class Scrambler(nn.Module):
         self.fingerprint = key.fingerprint
         self.impl = impl
         self.collapse = collapse
+        self.noise_scale = float(key.spec.query_noise) if query_noise else 0.0
         self._collapsed: Optional[CollapsedStack] = None
         for i, w in enumerate(key.weights(dtype=dtype)):
             self.register_buffer(f"weight{i}", w.to(device))
@@ -126,13 +129,29 @@ class Scrambler(nn.Module):
                                 or out.dtype != out_dtype):
             raise ValueError(f"out: expected a {out_dtype} tensor of shape "
                              f"{(embeddings.shape[0], *self.spec.output_shape())}, got {out.dtype} {tuple(out.shape)}")
+        if self.noise_scale:
+            embeddings = embeddings.to(self.weight0.dtype)
+            embeddings = embeddings + draw_query_noise(tuple(embeddings.shape), scale=self.noise_scale,
+                                                       device=embeddings.device, dtype=embeddings.dtype)
+        levels = self.spec.quantize_levels
+        if not levels:
+            return self._scramble_exact(embeddings, out_dtype=out_dtype, out=out)
+        img = self._scramble_exact(embeddings, out_dtype=self.weight0.dtype, out=None)
+        steps = levels - 1
+        img = img + (torch.round(img.clamp(0, 1) * steps) / steps - img).detach()  # straight-through
+        img = img.to(out_dtype) if out_dtype.is_floating_point else torch.round(img * 255).to(out_dtype)
+        return img if out is None else out.copy_(img)
+
+    def _scramble_exact(self, embeddings: torch.Tensor, *, out_dtype: torch.dtype,
+                        out: Optional[torch.Tensor]) -> torch.Tensor:
+        """The key's map of ``embeddings`` (no query noise), into ``out`` when given."""
         stack = self._collapsed_stack()
         if stack is not None:
             return collapsed_scramble(embeddings.to(self.weight0.dtype), stack, normalization=self.spec.normalization,
                                       gain=float(self.spec.gain), carrier=self.carrier, out_dtype=out_dtype,
                                       impl=self.impl or "auto", out=out)
         if out is not None:
-            return out.copy_(self(embeddings, out_dtype=out_dtype))
+            return out.copy_(self._scramble_exact(embeddings, out_dtype=out_dtype, out=None))
         x = embeddings.to(self.weight0.dtype).reshape(-1, *self.spec.input_shape)
         lays = self.spec.layers
         kwargs = dict(strides=[l.stride for l in lays], paddings=[l.padding for l in lays],

@@ -117,6 +117,11 @@ class ScramblerSpec:
             ``key`` (a smooth image derived from the key) or ``texture`` (a 1/f noise
             texture derived from the key; see :meth:`owsd.keys.Key.carrier`).
         weight_scale: multiplier on the variance-preserving weight initialization.
+        query_noise: std of fresh standard normal noise added to every embedding (unit variance
+            per coordinate) before it is scrambled, drawn anew for every query
+            (:mod:`owsd.query_noise`); 0 (the default) is the deterministic scheme.
+        quantize_levels: grey levels of the transmitted image (256: the client sends 8-bit
+            pixels; fewer: a coarser channel); 0 (the default) sends float32.
         name: a label for reports.
     """
 
@@ -127,6 +132,8 @@ class ScramblerSpec:
     gain: float = 0.25
     carrier: str = "none"
     weight_scale: float = 1.0
+    query_noise: float = 0.0
+    quantize_levels: int = 0
     name: str = "custom"
 
     def __post_init__(self) -> None:
@@ -177,6 +184,12 @@ class ScramblerSpec:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
                 raise SpecError(f"{name} must be a positive finite number, got {_short(v)}")
+        q = self.query_noise
+        if not isinstance(q, (int, float)) or isinstance(q, bool) or not math.isfinite(q) or not 0 <= q <= 1000:
+            raise SpecError(f"query_noise must be a number in [0, 1000], got {_short(q)}")
+        lv = self.quantize_levels
+        if not isinstance(lv, int) or isinstance(lv, bool) or not (lv == 0 or 2 <= lv <= 65536):
+            raise SpecError(f"quantize_levels must be 0 (float32) or an integer in [2, 65536], got {_short(lv)}")
         h, w = self.input_shape[1:]
         for i, lay in enumerate(self.layers):
             h, w = lay.output_size(h), lay.output_size(w)
@@ -215,8 +228,13 @@ class ScramblerSpec:
 
     # --- serialization ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """The spec as JSON data; ``query_noise`` and ``quantize_levels`` only when not 0 (the specs
+        without them keep the JSON, and so the key fingerprints and caches, they had before)."""
         d = dataclasses.asdict(self)
         d["input_shape"] = list(self.input_shape)
+        for optional in ("query_noise", "quantize_levels"):
+            if not d[optional]:
+                del d[optional]
         return {"format": SPEC_FORMAT, "version": 1, **d}
 
     def to_json(self) -> str:

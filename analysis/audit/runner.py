@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import warnings
@@ -33,6 +34,8 @@ from attacks.victim import Victim
 from owsd.cloud import Cloud, fit_cloud
 from owsd.cloud_sources import open_cloud
 from owsd.io import atomic_write_json
+from owsd.query_noise import seed_query_noise
+from owsd.spec import ScramblerSpec
 from owsd.utility_plot import plot_utility
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,28 @@ def make_audit_cloud(cfg: AuditConfig, *, image_shape: Optional[tuple[int, ...]]
     return fit_cloud(cloud, image_shape, resize=cfg.cloud_resize) if image_shape else cloud
 
 
+def job_seed(seed: int, job_id: str) -> int:
+    """A 63-bit seed for the randomness of job ``job_id`` of an audit with ``seed``.
+
+    Example:
+        >>> job_seed(0, "utility") == job_seed(0, "utility") != job_seed(1, "utility")
+        True
+    """
+    return int.from_bytes(hashlib.sha256(f"{seed}|{job_id}".encode()).digest()[:8], "big") >> 1
+
+
+def seed_noise(spec: Optional[ScramblerSpec], seed: int, job_id: str) -> None:
+    """Seed the query noise of a kernel with ``query_noise`` for one piece of the audit (else nothing).
+
+    The audit is a simulation: a seeded stream per piece (utility, victim, job) makes a
+    kernel's figures independent of which process ran what before (:mod:`owsd.query_noise`).
+    """
+    if spec is not None and spec.query_noise:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            seed_query_noise(job_seed(seed, f"query-noise|{job_id}"))
+
+
 def run_utility(target: AuditTarget, cfg: AuditConfig, out: Path, notes: list[str], *,
                 cloud: Optional[Cloud] = None) -> Optional[dict]:
     """The scheme's utility, measured once per run directory (``utility/``, done marker last)."""
@@ -68,6 +93,7 @@ def run_utility(target: AuditTarget, cfg: AuditConfig, out: Path, notes: list[st
     settings = dict(UTILITY_BUDGETS[cfg.budget])
     if cfg.utility_sizes is not None:
         settings["n_train"], settings["n_test"] = (int(n) for n in cfg.utility_sizes)
+    seed_noise(target.spec, cfg.seed, "utility")
     try:
         u = measure_utility(target, dataset=cfg.dataset, data_dir=cfg.data_dir, image_size=cfg.image_size,
                             cloud=cloud or cfg.cloud, device=cfg.device, verbose=False, **settings)
@@ -90,6 +116,7 @@ def build_victim(target: AuditTarget, cfg: AuditConfig, sizes: dict, pending: Se
                  cloud: Optional[Cloud] = None) -> Victim:
     """The victim every pending job is cut from, its scrambled images and needed cloud outputs computed."""
     t0 = time.perf_counter()
+    seed_noise(target.spec, cfg.seed, "victim")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         victim = target.build_victim(dataset=cfg.dataset, data_dir=cfg.data_dir, image_size=cfg.image_size,
@@ -118,6 +145,7 @@ def _execute(attack: Attack, victim: Victim) -> AttackResult:
 def run_job(job: Job, victim: Victim, cfg: AuditConfig, d: Path) -> dict:
     """Run one job into its folder; return its status (``done`` marker written unless it errors)."""
     attack = job.make(cfg.budget, cfg.seed, cfg.device, cfg.verbose)
+    seed_noise(victim.spec, cfg.seed, job.id)
     sub = victim.restrict(**attack.victim_sizes())
     _, reason = attack.applicable(sub)
     base: dict[str, Any] = {

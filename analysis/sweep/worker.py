@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import time
@@ -32,6 +31,7 @@ import numpy as np
 
 from analysis.audit import AuditConfig, AuditTarget, rundir, runner
 from analysis.audit.plan import Job
+from analysis.audit.runner import job_seed
 from analysis.sweep.plan import Task
 from owsd.spec import ScramblerSpec
 from owsd.threads import limit
@@ -42,11 +42,6 @@ log = logging.getLogger(__name__)
 CACHE_SIZE = 2
 _VICTIMS: "OrderedDict[tuple, Any]" = OrderedDict()
 _CLOUDS: dict[tuple, Any] = {}
-
-
-def job_seed(seed: int, job_id: str) -> int:
-    """A 63-bit seed for the global generators before job ``job_id`` of an audit with ``seed``."""
-    return int.from_bytes(hashlib.sha256(f"{seed}|{job_id}".encode()).digest()[:8], "big") >> 1
 
 
 def _seed_globals(seed: int) -> None:

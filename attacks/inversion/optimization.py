@@ -245,8 +245,9 @@ class InversionOptimization(Attack):
                     raise RequirementError(f"{self.name} (known-key) needs an OWSD target with a key and encoder")
                 total = int(np.prod(view.image_shape))
                 pixels = np.sort(rng.choice(total, min(p["n_pixels"], total), replace=False))
-                sur = PipelineSurrogate(view.encoder, Scrambler(view.key, device=self.device), pixels,
-                                        device=self.device)
+                # the key's exact map (the query noise is the client's, not the key's)
+                sur = PipelineSurrogate(view.encoder, Scrambler(view.key, device=self.device, query_noise=False),
+                                        pixels, device=self.device)
             else:
                 sur = self._surrogate_model
         init = unit_images(images).mean(0).numpy()
