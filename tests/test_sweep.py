@@ -97,6 +97,21 @@ def test_frontier_row_pools_seeds_per_family_and_leaves_system_findings_out():
     assert mean_ci([0.5, 0.5]) == (0.5, [0.5, 0.5])
 
 
+def test_a_family_figure_lists_the_attacks_that_errored_instead_of_hiding_them():
+    from analysis.sweep.frontier import to_csv
+
+    reps = [_report("k", 0.8, {"key-estimation": 0.2}), _report("k", 0.6, {"key-estimation": 0.4})]
+    reps[1]["attacks"].append({"job": "key-known-plaintext", "family": "key-estimation", "advantage": None,
+                               "finding": "kernel", "verdict": "error"})
+    r = kernel_row("k", "digits", [0, 1], reps, ["k--seed-0", "k--seed-1"])
+    assert r["families"]["key-estimation"]["mean"] == pytest.approx(0.3)  # the figure of the attacks that ran
+    assert r["families"]["key-estimation"]["errors"] == ["seed 1: key-known-plaintext"]
+    assert r["incomplete"] == ["key-estimation: seed 1: key-known-plaintext"]
+    r.update(rank=1, pareto=True)
+    assert to_csv([r]).splitlines()[1].endswith(",key-estimation: seed 1: key-known-plaintext")
+    assert kernel_row("k", "digits", [0, 1], reps[:1] * 2, ["a", "b"])["incomplete"] == []
+
+
 def test_a_kernel_without_figures_is_ranked_last_and_off_the_front():
     from analysis.sweep.frontier import frontier_rows
     from analysis.sweep.kernels import Kernel
@@ -271,3 +286,23 @@ def test_sweep_utility_sizes_reach_every_audit(tmp_path):
     assert (rep["utility"]["n_train"], rep["utility"]["n_test"]) == (120, 60)
     assert "--utility-sizes 120,60" in rep["command"]
     assert json.loads((tmp_path / "s" / "sweep.json").read_text())["settings"]["utility_sizes"] == [120, 60]
+
+
+def test_the_submitting_machine_opens_one_cloud_per_image_shape_not_per_audit(tmp_path, monkeypatch):
+    import analysis.sweep.run as sweep_run
+
+    opened = []
+    real = sweep_run.make_audit_cloud
+
+    def counting(cfg, *, image_shape=None):
+        opened.append(image_shape)
+        return real(cfg, image_shape=image_shape)
+
+    monkeypatch.setattr(sweep_run, "make_audit_cloud", counting)
+    cfg = SweepConfig(out=tmp_path / "s", seeds=(0, 1), only=("leak-equality",), utility=False, verbose=False,
+                      threads=1)
+    run_sweep(kernels_from(presets=("linear", "default")), cfg, client=LocalClient())
+    assert opened == [(3, 224, 224)]  # 4 audits of one image shape: one cloud
+    digests = {json.loads((d / "audit.json").read_text())["cloud_model"]["digest"]
+               for d in (tmp_path / "s" / "audits").iterdir()}
+    assert len(digests) == 1  # every audit still records the cloud it will be measured with

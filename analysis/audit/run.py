@@ -63,12 +63,14 @@ class Prepared:
     cloud: Optional[Any] = None
 
 
-def prepare(target: Any, cfg: AuditConfig, *, restart: bool = False) -> Prepared:
+def prepare(target: Any, cfg: AuditConfig, *, restart: bool = False, cloud: Optional[Any] = None) -> Prepared:
     """Plan the jobs of ``target`` under ``cfg``, open its cloud, and open (or resume) its run directory.
 
     The first half of :func:`run_audit`, shared with ``owsd sweep`` (which runs the jobs elsewhere).
     The manifest records the cloud model's digest: a resume against another model (or other
     ``--cloud-*`` settings) is refused instead of mixing its results with the old model's.
+    ``cloud``: the cloud :func:`~analysis.audit.runner.make_audit_cloud` gives for ``cfg`` and the
+    target's image shape, already open (the sweep opens one per distinct cloud, not per audit).
     """
     cfg.validate()
     target = AuditTarget.coerce(target)
@@ -76,7 +78,8 @@ def prepare(target: Any, cfg: AuditConfig, *, restart: bool = False) -> Prepared
     notes: list[str] = []
     jobs = plan_jobs(cfg.budget, only=cfg.only, exclude=cfg.exclude)
     sizes = victim_sizes(jobs, cfg.budget, cfg.seed, cfg.dataset, cfg.data_dir, notes)
-    cloud = runner.make_audit_cloud(cfg, image_shape=target.spec.output_shape() if target.spec else None)
+    if cloud is None:
+        cloud = runner.make_audit_cloud(cfg, image_shape=target.spec.output_shape() if target.spec else None)
     manifest = rundir.manifest(target, cfg, jobs, sizes, cloud=cloud)
     rundir.open_run_dir(out, manifest, restart=restart)
     if target.key is not None and target.key.seeded:

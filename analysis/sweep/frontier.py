@@ -73,6 +73,13 @@ def _strongest(report: dict, family: str) -> tuple[Optional[float], Optional[str
     return best, job
 
 
+def _family_errors(report: dict, family: str) -> list[str]:
+    """The kernel-finding jobs of ``family`` that errored in one audit (they give no figure)."""
+    return [e.get("job") for e in report.get("attacks", [])
+            if e.get("family") == family and e.get("verdict") == "error" and not e.get("reference")
+            and e.get("finding") != "system"]
+
+
 def kernel_row(kernel: str, dataset: str, seeds: Sequence[int], reports: Sequence[dict],
                folders: Sequence[str]) -> dict:
     """One frontier row from the audits (one per seed) of one kernel on one dataset."""
@@ -86,13 +93,17 @@ def kernel_row(kernel: str, dataset: str, seeds: Sequence[int], reports: Sequenc
     for f in FAMILIES:
         vals = [_strongest(r, f) for r in reports]
         got = [v for v, _ in vals if v is not None]
+        errors = sorted({f"seed {s}: {j}" for s, r in zip(seeds, reports) for j in _family_errors(r, f)})
         if not got:
-            fams[f] = {"mean": None, "ci95": None, "per_seed": [None] * len(reports), "strongest": [None] * len(reports)}
+            fams[f] = {"mean": None, "ci95": None, "per_seed": [None] * len(reports), "strongest": [None] * len(reports),
+                       "errors": errors}
             continue
         m, ci = mean_ci(got)
         fams[f] = {"mean": m, "ci95": ci, "per_seed": [v for v, _ in vals], "strongest": [j for _, j in vals],
-                   "n_seeds": len(got)}
+                   "n_seeds": len(got), "errors": errors}
     row["families"] = fams
+    # a family figure is the strongest of the attacks that ran: the ones that errored are listed, not hidden
+    row["incomplete"] = sorted({f"{f}: {x}" for f in FAMILIES for x in fams[f]["errors"]})
     row["key_advantage"] = fams["key-estimation"]["mean"]
     row["inversion_advantage"] = fams["inversion"]["mean"]
     row["leakage_advantage"] = fams["leakage"]["mean"]
@@ -142,7 +153,8 @@ def frontier_rows(cells: Sequence[tuple], reports: Sequence[dict]) -> list[dict]
 CSV_COLUMNS = ("rank", "pareto", "kernel", "dataset", "cloud", "budget", "seeds", "utility", "utility_lo",
                "utility_hi", "plaintext", "utility_gap", *(f"{f}_{k}" for f in FAMILIES for k in
                                                           ("mean", "lo", "hi", "strongest")),
-               "privacy", "verdict", "fails", "warns", "passes", "inconclusive", "not_applicable", "errors")
+               "privacy", "verdict", "fails", "warns", "passes", "inconclusive", "not_applicable", "errors",
+               "incomplete")
 
 
 def to_csv(rows: Sequence[dict]) -> str:
@@ -159,7 +171,7 @@ def to_csv(rows: Sequence[dict]) -> str:
             lo, hi = d["ci95"] or (None, None)
             vals += [d["mean"], lo, hi, " ".join(sorted({j for j in d["strongest"] if j}))]
         vals += [r["privacy"], r["verdict"], r["fails"], r["warns"], r["passes"], r["inconclusive"],
-                 r["not_applicable"], r["errors"]]
+                 r["not_applicable"], r["errors"], "; ".join(r.get("incomplete") or ())]
         w.writerow(["" if v is None else (f"{v:.6g}" if isinstance(v, float) else v) for v in vals])
     return buf.getvalue()
 
@@ -226,7 +238,8 @@ def frontier_html(rows: Sequence[dict], *, figure: Optional[str] = "frontier.png
             cells.append(_n(d["mean"]) + (f" [{_n(d['ci95'][0])}, {_n(d['ci95'][1])}]" if d["ci95"] else "")
                          + (f"<br><small>{e(', '.join(sorted({j for j in d['strongest'] if j})))}</small>"
                             if any(d["strongest"]) else ""))
-        cells.append(e(", ".join(str(v) for v in r["verdicts"])))
+        cells.append(e(", ".join(str(v) for v in r["verdicts"]))
+                     + (f"<br><small>incomplete: {e('; '.join(r['incomplete']))}</small>" if r.get("incomplete") else ""))
         cells.append(" ".join(f'<a href="audits/{e(a)}/report.html">{e(a)}</a>' for a in r["audits"]))
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     img = f'<p><img src="{e(figure)}" alt="privacy-utility frontier" style="max-width:100%"></p>' if figure else ""

@@ -29,7 +29,9 @@ from typing import Any, Iterator, Optional, Sequence
 from tqdm.auto import tqdm
 
 from analysis.audit import AuditTarget, finish, prepare, rundir
+from analysis.audit.config import AuditConfig
 from analysis.audit.errors import AuditError
+from analysis.audit.runner import make_audit_cloud
 from analysis.sweep import frontier as _frontier
 from analysis.sweep.cluster import dashboard_link, has_dashboard_pages, open_client, task_threads
 from analysis.sweep.kernels import Kernel
@@ -73,6 +75,15 @@ def _check_sweep_dir(out: Path, doc: dict) -> None:
         raise AuditError(f"{out} holds a sweep with other settings ({', '.join(diff)}); use another --out")
 
 
+def _client_cloud(clouds: dict, cfg: AuditConfig, target: AuditTarget) -> Any:
+    """The cloud of ``cfg`` fitted to ``target``'s images, opened once per distinct (cloud, settings, shape)."""
+    shape = tuple(target.spec.output_shape()) if target.spec is not None else None
+    k = (str(cfg.cloud), repr(sorted((cfg.cloud_options or {}).items())), cfg.cloud_resize, cfg.threads, shape)
+    if k not in clouds:
+        clouds[k] = make_audit_cloud(cfg, image_shape=shape)
+    return clouds[k]
+
+
 def _write_kernels(out: Path, kernels: Sequence[Kernel]) -> None:
     for k in kernels:
         ScramblerSpec.from_dict(k.spec).save(kernel_file(out, k))
@@ -106,12 +117,18 @@ def run_sweep(kernels: Sequence[Kernel], cfg: SweepConfig, *, client: Any = None
     _write_kernels(out, kernels)
     threads = task_threads(workers=cfg.workers, scheduler=cfg.scheduler, threads=cfg.threads)
     preps, tasks = [], []
-    for cell in cells:
-        acfg = audit_config(cell, cfg, out, threads=threads)
-        prep = prepare(AuditTarget.from_spec(kernel_file(out, cell.kernel), seed=cell.seed), acfg)
-        if prep.cloud is not None:  # opened to record its digest; the workers open their own
-            prep.cloud.close()
-        preps.append(prep)
+    clouds: dict[tuple, Any] = {}  # opened to record each audit's cloud digest; the workers open their own
+    try:
+        for cell in cells:
+            acfg = audit_config(cell, cfg, out, threads=threads)
+            target = AuditTarget.from_spec(kernel_file(out, cell.kernel), seed=cell.seed)
+            preps.append(prepare(target, acfg, cloud=_client_cloud(clouds, acfg, target)))
+    finally:
+        for c in clouds.values():
+            if c is not None:
+                c.close()
+    for cell, prep in zip(cells, preps):
+        acfg = prep.cfg
         if acfg.utility and acfg.cloud and rundir.load_utility(prep.out) is None:
             tasks.append(make_task(cell, acfg, job=None, plan=prep.jobs, sizes=prep.sizes))
         for j in prep.jobs:
