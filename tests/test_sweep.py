@@ -306,3 +306,47 @@ def test_the_submitting_machine_opens_one_cloud_per_image_shape_not_per_audit(tm
     digests = {json.loads((d / "audit.json").read_text())["cloud_model"]["digest"]
                for d in (tmp_path / "s" / "audits").iterdir()}
     assert len(digests) == 1  # every audit still records the cloud it will be measured with
+
+
+def test_a_staged_study_is_combined_into_one_frontier(tmp_path, capsys):
+    """benchmarks/frontier_study.py: the stages' rows per design, privacy pooled, utility per size."""
+    import doctest
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("frontier_study", REPO / "benchmarks" / "frontier_study.py")
+    fs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fs)
+    assert doctest.testmod(fs).failed == 0
+
+    def fam(leak=None, key=None, errors=()):
+        return {"key-estimation": {"mean": key, "ci95": None, "strongest": ["key-known-plaintext"] if key else [None],
+                                   "errors": list(errors)},
+                "inversion": {"mean": None, "ci95": None, "strongest": [None], "errors": []},
+                "leakage": {"mean": leak, "ci95": [leak / 2, min(1.0, leak * 1.5)] if leak else None, "strongest": ["leak-equality"],
+                            "errors": []}}
+
+    def stage(name, settings, rows):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "sweep.json").write_text(json.dumps({"settings": settings}))
+        (d / "frontier.json").write_text(json.dumps({"rows": rows}))
+        return str(d)
+
+    row = lambda k, u, fams, inc=(): {"kernel": k, "utility": u, "utility_ci": None, "plaintext": 0.95,  # noqa: E731
+                                      "seeds": [0, 1], "families": fams, "verdicts": ["fail", "fail"], "fails": 2,
+                                      "incomplete": list(inc)}
+    s1 = stage("s1", {"only": ["leak-equality"]}, [row("a", 0.94, fam(leak=1.0)), row("b", 0.90, fam(leak=0.2))])
+    s2 = stage("s2", {"only": ["key-known-plaintext"]},
+               [row("b", 0.91, fam(key=0.7), inc=["key-estimation: seed 1: key-chosen-plaintext"])])
+    s3 = stage("s3", {"only": ["leak-equality"], "utility_sizes": [10000, 2000]}, [row("b", 0.93, fam(leak=0.1))])
+    assert fs.main(["--stage", s1, "--stage", s2, "--confirm", s3, "--out", str(tmp_path / "out")]) == 0
+    table = capsys.readouterr().out
+    rows = {r["kernel"]: r for r in json.loads((tmp_path / "out" / "frontier.json").read_text())["rows"]}
+    b = rows["b"]
+    assert b["families"]["key-estimation"]["mean"] == 0.7 and b["families"]["leakage"]["mean"] == 0.2  # strongest
+    assert b["privacy"] == 0.7 and b["attacks_run"] == ["key-known-plaintext", "leak-equality"]
+    assert b["utility_by_size"]["10000/2000"]["mean"] == 0.93 and b["utility"] == 0.90  # the stage-1 size places it
+    assert b["incomplete"] == ["key-estimation: seed 1: key-chosen-plaintext"]
+    assert rows["a"]["privacy"] == 1.0 and {rows["a"]["pareto"], b["pareto"]} == {True}  # neither dominates
+    assert "| b |" in table.replace("| 1 | b |", "| b |").replace("| 2 | b |", "| b |") and "(incomplete)" in table
+    assert (tmp_path / "out" / "frontier.png").stat().st_size > 1000
