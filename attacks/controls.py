@@ -69,17 +69,18 @@ class FreshKeyChannel(Channel):
         x = as_image_batch(images)
         return self.encoder.encode(x.reshape(len(x), -1).numpy())
 
-    def _fresh(self, e: torch.Tensor) -> torch.Tensor:
+    def _fresh(self, e: torch.Tensor, *, query_noise: bool = True) -> torch.Tensor:
         outs = []
         for i in range(len(e)):
             key = Key(spec=self.spec, secret=self._rng.bytes(SECRET_BYTES))
-            outs.append(Scrambler(key, collapse="never")(e[i:i + 1]))  # one image a key: no collapse
+            # one image a key: no collapse
+            outs.append(Scrambler(key, collapse="never", query_noise=query_noise)(e[i:i + 1]))
         return torch.cat(outs)
 
     def scramble_embeddings(self, embeddings: np.ndarray, *, batch_size: int = 128,
-                            uint8: Optional[bool] = None) -> np.ndarray:
+                            uint8: Optional[bool] = None, query_noise: bool = True) -> np.ndarray:
         with torch.no_grad():
-            y = self._fresh(torch.from_numpy(np.asarray(embeddings, np.float32)))
+            y = self._fresh(torch.from_numpy(np.asarray(embeddings, np.float32)), query_noise=query_noise)
         u8 = self.transmit_uint8 if uint8 is None else uint8
         return torch.round(y * 255).to(torch.uint8).numpy() if u8 else y.numpy()
 

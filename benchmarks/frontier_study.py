@@ -19,7 +19,7 @@ size) and a Markdown table on stdout.  The Pareto front is re-ranked over the co
         [--confirm runs/confirm] --out docs/results/frontier
 
 Example (two tiny frontiers, one design each):
-    >>> rows = combine([({"only": ["leak-equality"]}, [{"kernel": "k", "utility": 0.8, "plaintext": 0.9,
+    >>> rows = combine([({"only": ["leak-equality"], "budget": "standard"}, [{"kernel": "k", "utility": 0.8, "plaintext": 0.9,
     ...     "utility_ci": None, "seeds": [0], "families": {f: {"mean": 0.5 if f == "leakage" else None,
     ...     "ci95": None, "strongest": ["leak-equality"], "errors": []} for f in FAMILIES},
     ...     "verdicts": ["fail"], "fails": 1, "incomplete": []}])], size="2000/1000")
@@ -37,6 +37,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from analysis.audit.utility import UTILITY_BUDGETS
 from analysis.ranking import rank_rows
 from analysis.sweep.frontier import FAMILIES, frontier_plot
 from owsd.io import atomic_write_json, atomic_write_text
@@ -45,8 +46,12 @@ _SEVERITY = {"error": 4, "fail": 3, "warn": 2, "inconclusive": 1, "pass": 0}
 
 
 def _size(settings: dict) -> str:
+    """The stage's utility sizes, ``TRAIN/TEST`` (its ``--utility-sizes``, else its budget's)."""
     sizes = settings.get("utility_sizes")
-    return f"{sizes[0]}/{sizes[1]}" if sizes else "budget"
+    if not sizes:
+        b = UTILITY_BUDGETS[settings.get("budget") or "standard"]
+        sizes = (b.get("n_train") or "all", b.get("n_test") or "all")
+    return f"{sizes[0]}/{sizes[1]}"
 
 
 def load_stage(folder: Path) -> tuple[dict, list[dict]]:
@@ -56,18 +61,18 @@ def load_stage(folder: Path) -> tuple[dict, list[dict]]:
     return {**settings, "folder": str(folder)}, rows
 
 
-def combine(stages: Sequence[tuple[dict, list[dict]]], *, size: str,
-            budget_size: str = "2000/1000") -> list[dict]:
+def combine(stages: Sequence[tuple[dict, list[dict]]], *, size: str) -> list[dict]:
     """One row per design from every stage's rows; utility at ``size`` drives the ranking."""
     out: dict[str, dict] = {}
     for settings, rows in stages:
-        s_size = _size(settings).replace("budget", budget_size)
+        s_size = _size(settings)
         for r in rows:
             row = out.setdefault(r["kernel"], {
                 "kernel": r["kernel"], "label": r["kernel"], "utility_by_size": {}, "plaintext_by_size": {},
                 "seeds": sorted(set(r["seeds"])), "attacks_run": [], "verdicts": [], "fails": 0,
                 "incomplete": [], "families": {f: {"mean": None, "ci95": None, "strongest": [], "stage": None}
                                                for f in FAMILIES}})
+            row["seeds"] = sorted(set(row["seeds"]) | set(r["seeds"]))
             row["attacks_run"] = sorted(set(row["attacks_run"]) | set(settings.get("only") or ["(all)"]))
             if r.get("utility") is not None and s_size not in row["utility_by_size"]:  # the first stage's
                 row["utility_by_size"][s_size] = {"mean": r["utility"], "ci95": r.get("utility_ci"),
@@ -157,7 +162,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     a = ap.parse_args(argv)
     stages = [load_stage(Path(p)) for p in [*a.stage, *a.confirm]]
     rows = combine(stages, size=a.size)
-    sizes = sorted({s for r in rows for s in r["utility_by_size"]}, key=lambda s: int(s.split("/")[0]))
+    sizes = sorted({s for r in rows for s in r["utility_by_size"]},
+                   key=lambda s: int(s.split("/")[0]) if s.split("/")[0].isdigit() else 1 << 40)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "frontier.json", {"format": "owsd-frontier-study", "version": 1, "size": a.size,

@@ -74,10 +74,15 @@ class OwsdChannel(Channel):
         return self.encoder.encode(x.reshape(len(x), -1).numpy())
 
     def scramble_embeddings(self, embeddings: np.ndarray, *, batch_size: int = 128,
-                            uint8: Optional[bool] = None) -> np.ndarray:
+                            uint8: Optional[bool] = None, query_noise: bool = True) -> np.ndarray:
+        """Scramble embeddings as the client sends them; ``query_noise=False``: the key's exact map
+        (what a key estimate is scored against: the client's fresh noise is not part of the key)."""
         u8 = self.transmit_uint8 if uint8 is None else uint8
-        return self.scrambler.scramble(embeddings, batch_size=batch_size, verbose=False,
-                                       out_dtype=torch.uint8 if u8 else torch.float32)
+        scr = self.scrambler
+        if not query_noise and scr.noise_scale:
+            scr = Scrambler(self.key, device=scr.device, query_noise=False)
+        return scr.scramble(embeddings, batch_size=batch_size, verbose=False,
+                            out_dtype=torch.uint8 if u8 else torch.float32)
 
     def _scramble(self, images: torch.Tensor) -> torch.Tensor:
         e = torch.from_numpy(self.embed(images)).to(self.scrambler.device)

@@ -73,7 +73,8 @@ class Scrambler(nn.Module):
     :func:`~owsd.ops.affine.collapse_worthwhile` says so for the spec (``default``,
     ``deep-linear``).  The choice depends on the spec alone, never on the batch or on what
     the scrambler saw before, so the same key gives the same bits however its traffic is
-    batched or resumed.  The collapse costs about one batch of ``embedding_dim`` images in
+    batched or resumed (a spec with query noise: the same exact map, plus the noise of each
+    call).  The collapse costs about one batch of ``embedding_dim`` images in
     float64: code that draws many throw-away keys (attack controls) passes
     ``collapse="never"``; ``"always"`` forces it; ``impl="ref"`` always runs the
     layer-by-layer reference.
@@ -131,8 +132,7 @@ class Scrambler(nn.Module):
                              f"{(embeddings.shape[0], *self.spec.output_shape())}, got {out.dtype} {tuple(out.shape)}")
         if self.noise_scale:
             embeddings = embeddings.to(self.weight0.dtype)
-            embeddings = embeddings + draw_query_noise(tuple(embeddings.shape), scale=self.noise_scale,
-                                                       device=embeddings.device, dtype=embeddings.dtype)
+            embeddings = embeddings + draw_query_noise(embeddings, scale=self.noise_scale)
         levels = self.spec.quantize_levels
         if not levels:
             return self._scramble_exact(embeddings, out_dtype=out_dtype, out=out)
@@ -208,8 +208,8 @@ class Scrambler(nn.Module):
         e = torch.from_numpy(as_matrix(embeddings, name="embeddings", cols=self.spec.embedding_dim)[:max_images])
         if len(e) == 0:
             raise ValueError("embeddings: empty (0 rows): nothing to measure")
-        with torch.no_grad():
-            img = self(e.to(self.device)).double()
+        with torch.no_grad():  # the key's exact map: neither query noise nor the channel's rounding
+            img = self._scramble_exact(e.to(self.device), out_dtype=torch.float32, out=None).double()
         sig = img - self.carrier.double() if self.carrier is not None else img
         return float(sig.flatten(1).std(1).median()) / GREY_LEVEL
 

@@ -142,6 +142,8 @@ class ScramblerSpec:
         if not isinstance(self.layers, (list, tuple)):
             raise SpecError(f"layers must be a list of layer objects, got {type(self.layers).__name__}")
         object.__setattr__(self, "input_shape", tuple(self.input_shape))
+        if isinstance(self.query_noise, int) and not isinstance(self.query_noise, bool):
+            object.__setattr__(self, "query_noise", float(self.query_noise))  # 1 and 1.0: one spec, one JSON
         try:
             object.__setattr__(self, "layers", tuple(
                 LayerSpec(**lay) if isinstance(lay, dict) else lay for lay in self.layers))

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -19,7 +20,7 @@ from analysis.audit.plan import Job
 from attacks.leakage.equality import Equality
 from owsd.keys import generate_key
 from owsd.presets import get_preset
-from owsd.query_noise import SeededNoiseWarning, is_seeded, next_noise_seed, seed_query_noise
+from owsd.query_noise import SeededNoiseWarning, is_seeded, next_noise_seed, seed_query_noise, seeded_query_noise
 from owsd.scrambler import Scrambler
 from owsd.spec import ScramblerSpec, SpecError
 
@@ -81,7 +82,15 @@ def test_the_noise_is_secure_unless_seeded_and_then_reproducible():
     a = s(e)
     with pytest.warns(SeededNoiseWarning):
         seed_query_noise(3)
-    assert torch.equal(a, s(e)) and not torch.equal(a, s(e))
+    assert torch.equal(a, s(e)) and not torch.equal(a, s(e))  # a rerun repeats it; a resend gets fresh noise
+    seed_query_noise(None)
+    with seeded_query_noise(3):  # quiet, and the previous (secure) state is back after the block
+        b = s(e)
+        s(torch.ones(1, spec.embedding_dim))  # another batch first does not move the noise of this one
+    assert not is_seeded()
+    with seeded_query_noise(3):
+        s(torch.ones(1, spec.embedding_dim))
+        assert torch.equal(b, s(e))
 
 
 @pytest.mark.parametrize("levels", [256, 16, 2])
@@ -100,24 +109,39 @@ def test_quantized_channel_sends_that_many_grey_levels_and_stays_differentiable(
 
 
 # --- the equality attack: a positive and a negative control on noisy kernels -------------------
-def _noisy_victim(sigma: float):
+def _equality_on_noisy_kernel(sigma: float):
+    """leak-equality against ``linear`` with query noise ``sigma`` (the noise seeded: a fixed draw)."""
     spec = dataclasses.replace(get_preset("linear"), query_noise=sigma)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), seeded_query_noise(11):
         warnings.simplefilter("ignore")
-        return AuditTarget.from_spec(spec, seed=0).build_victim(dataset="digits", n_private=100, n_public=8,
-                                                                n_heldout=60)
+        v = AuditTarget.from_spec(spec, seed=0).build_victim(dataset="digits", n_private=100, n_public=8,
+                                                             n_heldout=60)
+        return Equality(budget="smoke", seed=0, verbose=False, n_resend=40, n_new=40)(v)
 
 
 def test_equality_still_links_resends_under_small_query_noise():
-    r = Equality(budget="smoke", seed=0, verbose=False, n_resend=40, n_new=40)(_noisy_victim(0.25))
+    r = _equality_on_noisy_kernel(0.25)
     assert r.metrics["exact_match_rate"] == 0.0  # the noise is fresh: no byte-identical resend
     assert r.metrics["resend_auc"] > 0.9 and r.p_values["resend_auc"] < 1e-3, (r.metrics, r.p_values)
 
 
 def test_equality_is_at_chance_when_the_noise_drowns_the_image():
-    r = Equality(budget="smoke", seed=0, verbose=False, n_resend=40, n_new=40)(_noisy_victim(100.0))
+    r = _equality_on_noisy_kernel(100.0)
     assert r.metrics["exact_match_rate"] == 0.0
     assert r.p_values["resend_auc"] >= 0.05 and r.ci["resend_auc"][0] <= 0.5, (r.metrics, r.ci, r.p_values)
+
+
+def test_a_key_estimate_is_scored_against_the_keys_exact_map_not_the_clients_noise():
+    from attacks.key_estimation.scoring import victim_truth
+
+    spec = dataclasses.replace(get_preset("linear"), query_noise=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        v = AuditTarget.from_spec(spec, seed=0).build_victim(dataset="digits", n_private=40, n_public=8,
+                                                             n_heldout=30)
+    truth = victim_truth(v)
+    exact = Scrambler(v.channel.key, query_noise=False).scramble(truth["embeddings"], verbose=False)
+    assert np.array_equal(truth["float"], exact)  # a perfect key estimate scores a perfect 0
 
 
 # --- the audit: a kernel with query noise gives the same figures twice -------------------------

@@ -303,9 +303,9 @@ def test_the_submitting_machine_opens_one_cloud_per_image_shape_not_per_audit(tm
                       threads=1)
     run_sweep(kernels_from(presets=("linear", "default")), cfg, client=LocalClient())
     assert opened == [(3, 224, 224)]  # 4 audits of one image shape: one cloud
-    digests = {json.loads((d / "audit.json").read_text())["cloud_model"]["digest"]
-               for d in (tmp_path / "s" / "audits").iterdir()}
-    assert len(digests) == 1  # every audit still records the cloud it will be measured with
+    digests = [json.loads((d / "audit.json").read_text())["cloud_model"]["digest"]
+               for d in (tmp_path / "s" / "audits").iterdir()]
+    assert len(digests) == 4 and all(digests)  # every audit still records the cloud it will be measured with
 
 
 def test_a_staged_study_is_combined_into_one_frontier(tmp_path, capsys):

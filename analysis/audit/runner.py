@@ -14,12 +14,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, ContextManager, Optional, Sequence
 
 
 from analysis.audit import rundir
@@ -34,7 +35,7 @@ from attacks.victim import Victim
 from owsd.cloud import Cloud, fit_cloud
 from owsd.cloud_sources import open_cloud
 from owsd.io import atomic_write_json
-from owsd.query_noise import seed_query_noise
+from owsd.query_noise import seeded_query_noise
 from owsd.spec import ScramblerSpec
 from owsd.utility_plot import plot_utility
 
@@ -71,16 +72,13 @@ def job_seed(seed: int, job_id: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}|{job_id}".encode()).digest()[:8], "big") >> 1
 
 
-def seed_noise(spec: Optional[ScramblerSpec], seed: int, job_id: str) -> None:
-    """Seed the query noise of a kernel with ``query_noise`` for one piece of the audit (else nothing).
-
-    The audit is a simulation: a seeded stream per piece (utility, victim, job) makes a
-    kernel's figures independent of which process ran what before (:mod:`owsd.query_noise`).
-    """
-    if spec is not None and spec.query_noise:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            seed_query_noise(job_seed(seed, f"query-noise|{job_id}"))
+def noise_stream(spec: Optional[ScramblerSpec], seed: int, piece: str) -> ContextManager:
+    """The seeded query-noise stream of one piece of an audit (utility, victim, a job) for a kernel
+    with ``query_noise`` (else nothing): the audit is a simulation, and a stream per piece makes a
+    kernel's figures independent of what the process ran before (:mod:`owsd.query_noise`)."""
+    if spec is None or not spec.query_noise:
+        return contextlib.nullcontext()
+    return seeded_query_noise(job_seed(seed, f"query-noise|{piece}"))
 
 
 def run_utility(target: AuditTarget, cfg: AuditConfig, out: Path, notes: list[str], *,
@@ -93,10 +91,10 @@ def run_utility(target: AuditTarget, cfg: AuditConfig, out: Path, notes: list[st
     settings = dict(UTILITY_BUDGETS[cfg.budget])
     if cfg.utility_sizes is not None:
         settings["n_train"], settings["n_test"] = (int(n) for n in cfg.utility_sizes)
-    seed_noise(target.spec, cfg.seed, "utility")
     try:
-        u = measure_utility(target, dataset=cfg.dataset, data_dir=cfg.data_dir, image_size=cfg.image_size,
-                            cloud=cloud or cfg.cloud, device=cfg.device, verbose=False, **settings)
+        with noise_stream(target.spec, cfg.seed, "utility"):
+            u = measure_utility(target, dataset=cfg.dataset, data_dir=cfg.data_dir, image_size=cfg.image_size,
+                                cloud=cloud or cfg.cloud, device=cfg.device, verbose=False, **settings)
     except (ValueError, TypeError, RuntimeError) as exc:
         log.warning("utility measurement failed: %s", exc)
         notes.append(f"utility measurement failed: {exc}")
@@ -115,8 +113,13 @@ def run_utility(target: AuditTarget, cfg: AuditConfig, out: Path, notes: list[st
 def build_victim(target: AuditTarget, cfg: AuditConfig, sizes: dict, pending: Sequence[Job], *,
                  cloud: Optional[Cloud] = None) -> Victim:
     """The victim every pending job is cut from, its scrambled images and needed cloud outputs computed."""
+    with noise_stream(target.spec, cfg.seed, "victim"):
+        return _build_victim(target, cfg, sizes, pending, cloud=cloud)
+
+
+def _build_victim(target: AuditTarget, cfg: AuditConfig, sizes: dict, pending: Sequence[Job], *,
+                  cloud: Optional[Cloud]) -> Victim:
     t0 = time.perf_counter()
-    seed_noise(target.spec, cfg.seed, "victim")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         victim = target.build_victim(dataset=cfg.dataset, data_dir=cfg.data_dir, image_size=cfg.image_size,
@@ -144,8 +147,12 @@ def _execute(attack: Attack, victim: Victim) -> AttackResult:
 
 def run_job(job: Job, victim: Victim, cfg: AuditConfig, d: Path) -> dict:
     """Run one job into its folder; return its status (``done`` marker written unless it errors)."""
+    with noise_stream(victim.spec, cfg.seed, job.id):
+        return _run_job(job, victim, cfg, d)
+
+
+def _run_job(job: Job, victim: Victim, cfg: AuditConfig, d: Path) -> dict:
     attack = job.make(cfg.budget, cfg.seed, cfg.device, cfg.verbose)
-    seed_noise(victim.spec, cfg.seed, job.id)
     sub = victim.restrict(**attack.victim_sizes())
     _, reason = attack.applicable(sub)
     base: dict[str, Any] = {

@@ -115,7 +115,9 @@ def run_task(task: Task) -> dict:
         try:
             victim = _victim(task, target, cfg)
         except (ValueError, TypeError, RuntimeError) as exc:  # e.g. a spec the dataset cannot feed
+            attack = job.make(cfg.budget, cfg.seed, cfg.device, False)  # its family: the frontier lists the error
             st = {"job": job.id, "attack": job.attack, "params_override": job.params, "role": job.role,
+                  "family": attack.family, "finding": attack.finding,
                   "seed": cfg.seed, "status": "error", "reason": f"victim: {type(exc).__name__}: {exc}"}
             log.error("%s: %s", task.key, st["reason"])
             rundir.write_status(d, st)  # no done marker: rerun next time, reported as an error meanwhile

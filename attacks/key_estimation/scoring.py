@@ -83,7 +83,7 @@ def _victim_truth(victim: Victim) -> dict:
     emb = None
     if victim.has_embeddings:
         emb = victim.channel.embed(images)
-        f = victim.channel.scramble_embeddings(emb, uint8=False)
+        f = victim.channel.scramble_embeddings(emb, uint8=False, query_noise=False)  # the key's map, not the noise
     else:  # any channel: its float scrambling (the abstract method every channel implements)
         with torch.no_grad():
             f = victim.channel._scramble(as_image_batch(images)).float().clamp(0, 1).numpy()
@@ -232,7 +232,7 @@ def score_key_estimate(out: KeyEstimate, victim: Victim, view: AttackerView,
     curves: dict = {}
     spec = victim.spec
     if spec is not None and victim.has_embeddings:
-        rk = Scrambler(_random_key(spec, rng))
+        rk = Scrambler(_random_key(spec, rng), query_noise=False)
         f_rand = rk.scramble(truth["embeddings"], verbose=False, out_dtype=torch.float32)
         chance["functional_error_random_key"] = float(_relative_errors(f_rand, truth["float"])[0].mean())
     link_pred = None
