@@ -162,3 +162,20 @@ def test_audit_jobs_of_a_noisy_kernel_are_reproducible(tmp_path):
         metrics.append(json.loads((tmp_path / f"run{i}" / "result.json").read_text())["metrics"])
     assert metrics[0] == metrics[1]
     assert 0.55 < metrics[0]["resend_auc"] < 0.99, metrics[0]  # a figure the noise's draw moves
+
+
+def test_the_key_holders_bound_falls_with_the_noise():
+    """benchmarks/noise_reid_bound.py: what an attacker who reads back ``e + n`` exactly can still do."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "noise_reid_bound.py"
+    spec = importlib.util.spec_from_file_location("noise_reid_bound", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    r = mod.noise_bounds("digits", None, sigmas=(0.0, 1.0, 50.0), dim=32, n_targets=80, pool=16, n_train=400,
+                         n_test=150)
+    assert r["0.0"]["reid_accuracy"] == 1.0 and r["0.0"]["link_auc"] == 1.0  # positive control: no noise, no hiding
+    assert r["50.0"]["reid_p"] > 1e-3 and abs(r["50.0"]["link_auc"] - 0.5) < 0.15  # negative control: drowned
+    accs = [r[s]["embedding_accuracy"] for s in ("0.0", "1.0", "50.0")]
+    assert accs[0] > accs[1] > accs[2] - 0.05 and accs[0] > 0.85  # utility falls with the same noise
