@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import json
@@ -181,7 +182,8 @@ def _corpus(name: str) -> list[bytes]:
             out.append(json.dumps({**v1, "version": 1}, indent=2).encode())
         return out
     if name == "spec":
-        return [json.dumps(PRESETS[p]().to_dict(), indent=2).encode() for p in sorted(PRESETS)]
+        noisy = dataclasses.replace(PRESETS["default"](), query_noise=0.5, quantize_levels=256)  # the optional fields
+        return [json.dumps(s.to_dict(), indent=2).encode() for s in [*(PRESETS[p]() for p in sorted(PRESETS)), noisy]]
     if name == "npy":
         rng = np.random.default_rng(0)
         arrays = [rng.normal(size=(3, 64)).astype(np.float32), rng.integers(0, 256, (2, 28, 28), dtype=np.uint8),
