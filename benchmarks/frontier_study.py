@@ -9,7 +9,8 @@ larger sizes (``--utility-sizes``).  This script reads every stage's ``frontier.
   pooled over the stages (the largest mean; the stage and attack that gave it are named);
 * utility: the cloud-only accuracy of each utility size measured (``2000/1000``, ``10000/2000``;
   a size measured by two stages is the same measurement: the first stage's is kept);
-* the attacks each design was audited with, and the jobs that errored.
+* the attacks each design was audited with, the jobs that errored, and one kernel verdict a seed
+  (the most severe of the stages that audited that seed).
 
 Written: ``OUT/frontier.json`` (rows and the stages' settings), ``OUT/frontier.csv``,
 ``OUT/frontier.png`` (``analysis.sweep.frontier.frontier_plot``, utility at the stages' common
@@ -69,7 +70,7 @@ def combine(stages: Sequence[tuple[dict, list[dict]]], *, size: str) -> list[dic
         for r in rows:
             row = out.setdefault(r["kernel"], {
                 "kernel": r["kernel"], "label": r["kernel"], "utility_by_size": {}, "plaintext_by_size": {},
-                "seeds": sorted(set(r["seeds"])), "attacks_run": [], "verdicts": [], "fails": 0,
+                "seeds": sorted(set(r["seeds"])), "attacks_run": [], "verdict_by_seed": {}, "fails": 0,
                 "incomplete": [], "families": {f: {"mean": None, "ci95": None, "strongest": [], "stage": None}
                                                for f in FAMILIES}})
             row["seeds"] = sorted(set(row["seeds"]) | set(r["seeds"]))
@@ -84,7 +85,10 @@ def combine(stages: Sequence[tuple[dict, list[dict]]], *, size: str) -> list[dic
                     row["families"][f] = {"mean": d["mean"], "ci95": d.get("ci95"),
                                           "strongest": sorted({j for j in d.get("strongest") or [] if j}),
                                           "stage": settings.get("folder")}
-            row["verdicts"] += [v for v in r.get("verdicts") or [] if v]
+            for seed, v in zip(r["seeds"], r.get("verdicts") or []):  # one verdict a seed: the worst of its stages
+                old = row["verdict_by_seed"].get(seed)
+                if v and (old is None or _SEVERITY.get(v, 0) > _SEVERITY.get(old, 0)):
+                    row["verdict_by_seed"][seed] = v
             row["fails"] += int(r.get("fails") or 0)
             row["incomplete"] += list(r.get("incomplete") or [])
     rows = []
@@ -96,6 +100,8 @@ def combine(stages: Sequence[tuple[dict, list[dict]]], *, size: str) -> list[dic
         row["utility_gap"] = None if None in (row["utility"], row["plaintext"]) else row["plaintext"] - row["utility"]
         means = [row["families"][f]["mean"] for f in FAMILIES if row["families"][f]["mean"] is not None]
         row["privacy"] = max(means) if means else None
+        row["verdicts"] = [row["verdict_by_seed"][k] for k in sorted(row["verdict_by_seed"])]
+        row["verdict_by_seed"] = {str(k): v for k, v in sorted(row["verdict_by_seed"].items())}
         row["verdict"] = max(row["verdicts"], key=lambda v: _SEVERITY.get(v, 0), default=None)
         rows.append(row)
     complete = [r for r in rows if r["utility"] is not None and r["privacy"] is not None]

@@ -347,6 +347,7 @@ def test_a_staged_study_is_combined_into_one_frontier(tmp_path, capsys):
     assert b["privacy"] == 0.7 and b["attacks_run"] == ["key-known-plaintext", "leak-equality"]
     assert b["utility_by_size"]["10000/2000"]["mean"] == 0.93 and b["utility"] == 0.90  # the stage-1 size places it
     assert b["incomplete"] == ["key-estimation: seed 1: key-chosen-plaintext"]
+    assert b["verdicts"] == ["fail", "fail"]  # one a seed, not one a stage
     assert rows["a"]["privacy"] == 1.0 and {rows["a"]["pareto"], b["pareto"]} == {True}  # neither dominates
     assert "| b |" in table.replace("| 1 | b |", "| b |").replace("| 2 | b |", "| b |") and "(incomplete)" in table
     assert (tmp_path / "out" / "frontier.png").stat().st_size > 1000
