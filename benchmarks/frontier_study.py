@@ -20,10 +20,11 @@ size) and a Markdown table on stdout.  The Pareto front is re-ranked over the co
         [--confirm runs/confirm] --out docs/results/frontier
 
 Example (two tiny frontiers, one design each):
-    >>> rows = combine([({"only": ["leak-equality"], "budget": "standard"}, [{"kernel": "k", "utility": 0.8, "plaintext": 0.9,
-    ...     "utility_ci": None, "seeds": [0], "families": {f: {"mean": 0.5 if f == "leakage" else None,
-    ...     "ci95": None, "strongest": ["leak-equality"], "errors": []} for f in FAMILIES},
-    ...     "verdicts": ["fail"], "fails": 1, "incomplete": []}])], size="2000/1000")
+    >>> fams = {f: {"mean": 0.5 if f == "leakage" else None, "ci95": None, "strongest": ["leak-equality"],
+    ...             "errors": []} for f in FAMILIES}
+    >>> row = {"kernel": "k", "utility": 0.8, "plaintext": 0.9, "utility_ci": None, "seeds": [0],
+    ...        "families": fams, "verdicts": ["fail"], "fails": 1, "incomplete": []}
+    >>> rows = combine([({"only": ["leak-equality"], "budget": "standard"}, [row])], size="2000/1000")
     >>> rows[0]["families"]["leakage"]["mean"], rows[0]["utility"], rows[0]["pareto"]
     (0.5, 0.8, True)
 """

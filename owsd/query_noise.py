@@ -34,15 +34,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import logging
 import secrets
 import threading
 import warnings
 from typing import Iterator, Optional
 
 import torch
-
-log = logging.getLogger(__name__)
 
 _LOCK = threading.Lock()
 #: the seeded stream: its seed (``None``: secure) and how often each batch digest was drawn
