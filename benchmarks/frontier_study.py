@@ -40,12 +40,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from analysis.audit.utility import UTILITY_BUDGETS
-from analysis.ranking import rank_rows
-from analysis.sweep.frontier import FAMILIES, frontier_plot
+from analysis.sweep.frontier import FAMILIES, VERDICT_SEVERITY, frontier_plot, rank_frontier
 from owsd.io import atomic_write_json, atomic_write_text
-
-_SEVERITY = {"error": 4, "fail": 3, "warn": 2, "inconclusive": 1, "pass": 0}
-
 
 def _size(settings: dict) -> str:
     """The stage's utility sizes, ``TRAIN/TEST`` (its ``--utility-sizes``, else its budget's)."""
@@ -88,7 +84,7 @@ def combine(stages: Sequence[tuple[dict, list[dict]]], *, size: str) -> list[dic
                                           "stage": settings.get("folder")}
             for seed, v in zip(r["seeds"], r.get("verdicts") or []):  # one verdict a seed: the worst of its stages
                 old = row["verdict_by_seed"].get(seed)
-                if v and (old is None or _SEVERITY.get(v, 0) > _SEVERITY.get(old, 0)):
+                if v and (old is None or VERDICT_SEVERITY.get(v, 0) > VERDICT_SEVERITY.get(old, 0)):
                     row["verdict_by_seed"][seed] = v
             row["fails"] += int(r.get("fails") or 0)
             row["incomplete"] += list(r.get("incomplete") or [])
@@ -103,14 +99,9 @@ def combine(stages: Sequence[tuple[dict, list[dict]]], *, size: str) -> list[dic
         row["privacy"] = max(means) if means else None
         row["verdicts"] = [row["verdict_by_seed"][k] for k in sorted(row["verdict_by_seed"])]
         row["verdict_by_seed"] = {str(k): v for k, v in sorted(row["verdict_by_seed"].items())}
-        row["verdict"] = max(row["verdicts"], key=lambda v: _SEVERITY.get(v, 0), default=None)
+        row["verdict"] = max(row["verdicts"], key=lambda v: VERDICT_SEVERITY.get(v, 0), default=None)
         rows.append(row)
-    complete = [r for r in rows if r["utility"] is not None and r["privacy"] is not None]
-    ranked = rank_rows(complete)
-    rest = rank_rows([r for r in rows if r not in complete])
-    for r in rest:
-        r["rank"], r["pareto"] = r["rank"] + len(ranked), False
-    return ranked + rest
+    return rank_frontier(rows)
 
 
 def _f(v: Optional[float]) -> str:

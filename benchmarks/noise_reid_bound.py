@@ -36,6 +36,7 @@ from scipy import stats
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
+from attacks.leakage.features import pairwise_sq_dists
 from owsd import provenance
 from owsd.data import load_splits
 from owsd.encoder import PCAEncoder
@@ -43,7 +44,7 @@ from owsd.io import atomic_write_json
 
 
 def _nearest(queries: np.ndarray, pool: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    d = (queries ** 2).sum(1)[:, None] - 2 * queries @ pool.T + (pool ** 2).sum(1)[None]
+    d = pairwise_sq_dists(queries, pool)
     return d.argmin(1), d.min(1)
 
 

@@ -48,7 +48,8 @@ log = logging.getLogger(__name__)
 
 FRONTIER_FORMAT = "owsd-frontier"
 FAMILIES = ("key-estimation", "inversion", "leakage")
-_SEVERITY = {"error": 4, "fail": 3, "warn": 2, "inconclusive": 1, "pass": 0}
+#: order of a frontier row's kernel verdicts, the most severe first to name the row
+VERDICT_SEVERITY = {"error": 4, "fail": 3, "warn": 2, "inconclusive": 1, "pass": 0}
 
 
 def mean_ci(values: Sequence[float], *, lo: float = 0.0, hi: float = 1.0) -> tuple[float, Optional[list[float]]]:
@@ -127,7 +128,7 @@ def kernel_row(kernel: str, dataset: str, seeds: Sequence[int], reports: Sequenc
     verdicts = [(r.get("kernel_verdict") or {}).get("verdict") or (r.get("summary") or {}).get("overall")
                 for r in reports]
     row["verdicts"] = verdicts
-    row["verdict"] = max((v for v in verdicts if v), key=lambda v: _SEVERITY.get(v, 0), default=None)
+    row["verdict"] = max((v for v in verdicts if v), key=lambda v: VERDICT_SEVERITY.get(v, 0), default=None)
     row["system_verdict"] = None
     return row
 
@@ -142,9 +143,15 @@ def frontier_rows(cells: Sequence[tuple], reports: Sequence[dict]) -> list[dict]
         items.sort(key=lambda t: t[0])
         rows.append(kernel_row(kernel, dataset, [s for s, _, _ in items], [r for _, r, _ in items],
                                [f for _, _, f in items]))
+    return rank_frontier(rows)
+
+
+def rank_frontier(rows: Sequence[dict]) -> list[dict]:
+    """Rows ranked by :func:`analysis.ranking.rank_rows`; those without a utility or privacy figure
+    after the others and never on the front."""
     complete = [r["utility"] is not None and r["privacy"] is not None for r in rows]
     ranked = rank_rows([r for r, c in zip(rows, complete) if c])
-    rest = rank_rows([r for r, c in zip(rows, complete) if not c])  # no utility or no privacy figure: never on the front
+    rest = rank_rows([r for r, c in zip(rows, complete) if not c])
     for r in rest:
         r["rank"], r["pareto"] = r["rank"] + len(ranked), False
     return ranked + rest
